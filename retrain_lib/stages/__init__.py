@@ -1,0 +1,1 @@
+"""What each stage notebook does, as library calls a test can make too."""

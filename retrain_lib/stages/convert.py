@@ -1,0 +1,112 @@
+"""Stage 3: full-int8 conversion, float vs int8 evaluation on the test split, the model bundle."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrain_lib.classifier import load_images
+from retrain_lib.dataset import load_dataset
+from retrain_lib.errors import input_error
+from retrain_lib.evaluation import classification_metrics, plot_confusion
+from retrain_lib.model_manifest import write_labels, write_model_manifest
+from retrain_lib.quantize import convert_to_int8
+from retrain_lib.report import update_report
+from retrain_lib.tflite_model import (
+    classify_batch,
+    input_quantization,
+    make_interpreter,
+    output_quantization,
+    tensor_type_problems,
+)
+
+MODEL_INT8_NAME = "model_int8.tflite"
+
+
+class QualityGateError(RuntimeError):
+    """The int8 model strays too far from the float model to ship."""
+
+
+@dataclass
+class ConvertResult:
+    """What the convert stage produced, for display."""
+
+    model_path: Path
+    float_metrics: dict[str, Any]
+    int8_metrics: dict[str, Any]
+    agreement: float
+    confusion_plot: Path
+    edgetpu: dict[str, Any]
+
+
+def run_convert(job_dir: Path, input_size: int, representative_images: int = 200,
+                min_int8_agreement: float = 0.95, seed: int = 42) -> ConvertResult:
+    """Quantizes `job_dir/model/model.keras` into `job_dir/export/` and checks it.
+
+    Raises:
+        QualityGateError: int8/float top-1 agreement below `min_int8_agreement`, or tensors left
+            unquantized.
+    """
+    import keras
+
+    job_dir = Path(job_dir)
+    if not 0.0 <= min_int8_agreement <= 1.0:
+        raise input_error("min_int8_agreement", f"is {min_int8_agreement}", "use a fraction between 0 and 1")
+    dataset = load_dataset(job_dir / "dataset")
+    model = keras.models.load_model(job_dir / "model" / "model.keras")
+    train_images, _ = load_images(dataset, "train", input_size)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(train_images), size=min(representative_images, len(train_images)), replace=False)
+
+    staging = job_dir / ".export.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model_path = convert_to_int8(model, train_images[np.sort(pick)], staging / MODEL_INT8_NAME)
+    untyped = tensor_type_problems(model_path)
+    if untyped:
+        raise QualityGateError("the int8 model still has non-integer tensors: " + "; ".join(untyped[:5]))
+
+    test_images, test_labels = load_images(dataset, "test", input_size)
+    float_pred = model.predict(test_images.astype("float32"), batch_size=64, verbose=0).argmax(axis=1)
+    interpreter = make_interpreter(model_path)
+    int8_pred = classify_batch(interpreter, test_images).argmax(axis=1)
+    float_metrics = classification_metrics(test_labels, float_pred, dataset.classes)
+    int8_metrics = classification_metrics(test_labels, int8_pred, dataset.classes)
+    agreement = float((float_pred == int8_pred).mean()) if len(test_labels) else 1.0
+    confusion = plot_confusion(int8_metrics["confusion_matrix"], dataset.classes, job_dir / "model" /
+                               "confusion_int8.png", "Test split, int8 model")
+
+    write_labels(staging, dataset.classes)
+    summary = {"float": {"accuracy": float_metrics["accuracy"]},
+               "int8": {"accuracy": int8_metrics["accuracy"], "agreement_with_float": agreement},
+               "test_images": int(len(test_labels))}
+    write_model_manifest(staging, "classification", input_size, input_quantization(interpreter),
+                         output_quantization(interpreter), dataset.classes, summary, job_dir.name)
+    export_dir = job_dir / "export"
+    shutil.rmtree(export_dir, ignore_errors=True)
+    staging.rename(export_dir)
+    edgetpu = edgetpu_status()
+    update_report(job_dir,
+                  metrics={"int8": {"accuracy": int8_metrics["accuracy"], "agreement_with_float": agreement,
+                                    "per_class": int8_metrics["per_class"]}},
+                  edgetpu=edgetpu,
+                  artifacts={"model_int8": f"export/{MODEL_INT8_NAME}", "labels": "export/labels.txt",
+                             "manifest": "export/manifest.json", "confusion_matrix_int8": "model/confusion_int8.png"})
+    if agreement < min_int8_agreement:
+        raise QualityGateError(
+            f"int8 and float models agree on {agreement:.1%} of the {len(test_labels)} test images, below the "
+            f"threshold of {min_int8_agreement:.0%}. Fix: give more varied training images (the calibration "
+            f"draws on them), raise representative_images, or lower min_int8_agreement if you accept it")
+    return ConvertResult(export_dir / MODEL_INT8_NAME, float_metrics, int8_metrics, agreement, confusion, edgetpu)
+
+
+def edgetpu_status() -> dict[str, Any]:
+    """Whether the Edge TPU compiler ran; a seam the compilation step fills in."""
+    compiler = shutil.which("edgetpu_compiler")
+    return {"compiled": False,
+            "reason": "edgetpu_compiler is not installed on this server; the int8 model runs on the robot's CPU"
+            if compiler is None else "Edge TPU compilation is not part of this stage yet"}
