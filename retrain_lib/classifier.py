@@ -6,6 +6,7 @@ Training never runs the lower backbone more than once per image view:
 2. phase 1 trains the head (dropout + softmax) on pooled features of those activations;
 3. phase 2 (optional) fine-tunes the upper blocks and the head on the cached activations of the
    augmented views, at a lower learning rate, with BatchNormalization kept in inference mode.
+Mixup (blending pairs of cached activations and their labels) regularises both phases.
 Both phases stop early on validation loss and keep their best weights. The exported model takes raw
 uint8-valued RGB (see `retrain_lib.images`), with the [-1, 1] scaling inside.
 """
@@ -43,6 +44,7 @@ class TrainConfig:
     cache_layer: str
     dropout: float
     label_smoothing: float
+    mixup: float
     patience: int
     seed: int
 
@@ -155,7 +157,7 @@ def train_classifier(dataset: Dataset, config: TrainConfig, weights: WeightsChoi
         tail_model = keras.Model(tail_in, x)
         fine = _fit(tail_model, act_train, y_train_all, act_val, y_val, num_classes, config,
                     config.fine_tune_learning_rate, config.fine_tune_epochs, "fine_tune", progress,
-                    views_per_image=1 + config.augment_views)
+                    views_per_image=1 + config.augment_views, warmup_epochs=1)
         phase_epochs["fine_tune"] = len(fine["loss"])
         for key, values in fine.items():
             history.setdefault(key, []).extend(values)
@@ -180,16 +182,23 @@ def _unfreeze_except_batchnorm(model) -> None:
 
 
 def _fit(model, x, y, x_val, y_val, num_classes: int, config: TrainConfig, learning_rate: float,
-         epochs: int, phase: str, progress: ProgressFn, views_per_image: int = 1) -> dict[str, list[float]]:
-    """Fits with label smoothing and early stopping on val loss; one random view per image per epoch."""
+         epochs: int, phase: str, progress: ProgressFn, views_per_image: int = 1,
+         warmup_epochs: int = 0) -> dict[str, list[float]]:
+    """Fits with label smoothing and early stopping on val loss; one random view per image per epoch.
+
+    The learning rate warms up linearly over `warmup_epochs`, then follows a cosine decay.
+    """
     import keras
 
     steps = math.ceil(len(x) / views_per_image / config.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps * epochs), alpha=0.05)
+    warmup = steps * min(warmup_epochs, max(epochs - 1, 0))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        learning_rate / 10 if warmup else learning_rate, decay_steps=max(1, steps * epochs - warmup), alpha=0.05,
+        warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                   metrics=["accuracy"])
-    batches = _ViewBatches(x, y, num_classes, config.batch_size, views_per_image, config.seed)
+    batches = _ViewBatches(x, y, num_classes, config.batch_size, views_per_image, config.mixup, config.seed)
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
                                                restore_best_weights=True),
                  keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: progress(phase, epoch + 1, epochs))]
@@ -204,9 +213,9 @@ def _view_batches_class():
     class ViewBatches(keras.utils.PyDataset):
         """Batches drawing, per epoch, one random cached view of every training image."""
 
-        def __init__(self, x, y, num_classes, batch_size, views, seed):
+        def __init__(self, x, y, num_classes, batch_size, views, mixup, seed):
             super().__init__()
-            self.x, self.views, self.batch_size = x, views, batch_size
+            self.x, self.views, self.batch_size, self.mixup = x, views, batch_size, mixup
             self.n = len(x) // views
             self.y = keras.utils.to_categorical(y[: self.n], num_classes)
             self.rng = np.random.default_rng(seed)
@@ -218,7 +227,14 @@ def _view_batches_class():
         def __getitem__(self, index):
             rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
             picks = self.view_of[rows] * self.n + rows
-            return self.x[picks], self.y[rows]
+            x, y = self.x[picks], self.y[rows]
+            if self.mixup > 0:
+                lam = self.rng.beta(self.mixup, self.mixup, size=len(rows)).astype(np.float32)
+                partner = self.rng.permutation(len(rows))
+                lam_x = lam.reshape((-1,) + (1,) * (x.ndim - 1))
+                x = lam_x * x + (1 - lam_x) * x[partner]
+                y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
+            return x, y
 
         def on_epoch_end(self):
             self.order = self.rng.permutation(self.n)
@@ -227,8 +243,8 @@ def _view_batches_class():
     return ViewBatches
 
 
-def _ViewBatches(x, y, num_classes, batch_size, views, seed):  # noqa: N802 - keras is imported lazily
-    return _view_batches_class()(x, y, num_classes, batch_size, views, seed)
+def _ViewBatches(x, y, num_classes, batch_size, views, mixup, seed):  # noqa: N802 - keras is imported lazily
+    return _view_batches_class()(x, y, num_classes, batch_size, views, mixup, seed)
 
 
 def save_model(model, model_dir: Path) -> Path:

@@ -17,7 +17,7 @@ from typing import Any
 from retrain_lib.errors import InputError, Problem
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-STAGES = ("01_upload", "02_train", "03_convert")
+STAGES = ("01_upload", "02_train", "03_convert", "04_package")
 JOB_PARAMETERS = ("job_dir", "data_path", "task")
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 _CONSTRAINT = re.compile(r"^\s*(\[[^\]]*\]|\{[^}]*\})\s*(.*)$")
