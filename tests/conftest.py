@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +45,39 @@ def make_class_folders(root: Path, counts: dict[str, int], start_seed: int = 0) 
     return root
 
 
-@pytest.fixture
-def shared_flowers() -> Path:
-    if not FLOWERS_DIR.is_dir():
-        pytest.fail(f"../shared is missing {FLOWERS_DIR}; CI always has it")
-    return FLOWERS_DIR
+FLOWER_CLASSES = ("daisy", "dandelion", "tulip")
+FAST_CLASSIFICATION = {"input_size": "96", "head_epochs": "15", "fine_tune_epochs": "3", "augment_views": "1",
+                       "cache_layer": "block_12_add"}
+TEST_REGISTRY = os.environ.get("RETRAIN_TEST_REGISTRY", "127.0.0.1:5000")
+TEST_BASE_IMAGE = os.environ.get("RETRAIN_TEST_BASE_IMAGE", "local/bookworm-python:base")
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def package_settings(repository: str) -> dict[str, str]:
+    """04_package parameters for these machines: the local registry, the offline base, no Coral repository."""
+    return {"registry": f"{TEST_REGISTRY}/{repository}", "base_image": TEST_BASE_IMAGE,
+            "install_edgetpu": "false", "build_ca": HOST_CA_BUNDLE if Path(HOST_CA_BUNDLE).exists() else "",
+            "require_docker": "true"}
+
+
+@pytest.fixture(scope="session")
+def flowers_subset(tmp_path_factory) -> Path:
+    """3 classes x 40 real flower photos from ../shared."""
+    assert FLOWERS_DIR.is_dir(), "../shared/datasets/flowers_128px is needed (CI always has it)"
+    root = tmp_path_factory.mktemp("flowers") / "flowers"
+    for label in FLOWER_CLASSES:
+        (root / label).mkdir(parents=True)
+        for path in sorted((FLOWERS_DIR / label).glob("*.jpg"))[:40]:
+            shutil.copy(path, root / label / path.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def flowers_job(flowers_subset, tmp_path_factory) -> Path:
+    """A whole classification job (all four stages through papermill), image pushed to the test registry."""
+    from retrain_lib.pipeline import run_job
+
+    job_dir = tmp_path_factory.mktemp("job") / f"flowers-{uuid.uuid4().hex[:8]}"
+    run_job("classification", flowers_subset, job_dir,
+            {**FAST_CLASSIFICATION, **package_settings("tests/flowers")}, log=lambda line: None)
+    return job_dir
