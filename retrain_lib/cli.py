@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from retrain_lib.errors import InputError
+from retrain_lib.errors import InputError, input_error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
 
     params = commands.add_parser("parameters", help="list every stage parameter with its default")
     params.set_defaults(handler=_parameters)
+
+    check = commands.add_parser("edgetpu-check", help="predict which ops of a .tflite the Edge TPU compiler maps")
+    check.add_argument("model", type=Path, help="a .tflite file")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(handler=_edgetpu_check)
     return parser
 
 
@@ -75,6 +80,22 @@ def _parameters(_args: argparse.Namespace) -> int:
         print(f"{stage}:")
         for spec in stage_parameters(stage).values():
             print(f"  {spec.describe()}")
+    return 0
+
+
+def _edgetpu_check(args: argparse.Namespace) -> int:
+    import json
+
+    from retrain_lib.edgetpu_analyzer import analyze_model, format_table
+
+    if not args.model.is_file():
+        raise input_error(str(args.model), "does not exist", "give the path of a .tflite model")
+    try:
+        analysis = analyze_model(args.model)
+    except Exception as err:  # a file that is not a TFLite flatbuffer
+        print(f"error: {args.model} is not a readable .tflite model ({err})", file=sys.stderr)
+        return 2
+    print(json.dumps(analysis.to_dict(), indent=2) if args.json else format_table(analysis))
     return 0
 
 

@@ -41,7 +41,8 @@ def output_quantization(interpreter) -> Quantization:
 
 def _quantization(detail: dict) -> Quantization:
     scale, zero_point = detail["quantization"]
-    return Quantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point), tuple(detail["shape"]))
+    return Quantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point),
+                        tuple(int(d) for d in detail["shape"]))
 
 
 def classify_batch(interpreter, images: np.ndarray) -> np.ndarray:
