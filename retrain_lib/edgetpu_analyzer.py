@@ -249,11 +249,11 @@ def _tensor_problem(graph: _Graph, index: int, name: str) -> tuple[str, str] | N
     dtype = graph.type_name(index)
     constant = graph.is_constant(index)
     allowed = QUANTIZED_TYPES + (LSTM_INTERNAL_TYPES if name == "UNIDIRECTIONAL_SEQUENCE_LSTM" else ())
-    if dtype not in allowed and not (constant and dtype in ("INT32", "INT64")):
-        if not (name == "QUANTIZE" and dtype == "FLOAT32"):
-            return (f"Operation is working on an unsupported data type ({dtype} tensor "
-                    f"'{graph.tensors[index].name.decode(errors='replace')}')",
-                    "convert with full-integer quantization (a representative dataset and TFLITE_BUILTINS_INT8)")
+    float_into_quantize = name == "QUANTIZE" and dtype == "FLOAT32"
+    if dtype not in allowed and not (constant and dtype in ("INT32", "INT64")) and not float_into_quantize:
+        return (f"Operation is working on an unsupported data type ({dtype} tensor "
+                f"'{graph.tensors[index].name.decode(errors='replace')}')",
+                "convert with full-integer quantization (a representative dataset and TFLITE_BUILTINS_INT8)")
     if graph.is_dynamic(index):
         return ("has a dynamic-sized tensor", "convert with a fixed input shape and batch size 1")
     shape = graph.shape(index)
