@@ -41,6 +41,36 @@ def _parser() -> argparse.ArgumentParser:
     params = commands.add_parser("parameters", help="list every stage parameter with its default")
     params.set_defaults(handler=_parameters)
 
+    submit = commands.add_parser("submit", help="queue a job for the workers; prints its id")
+    submit.add_argument("data", type=Path, help="dataset folder or .zip/.tar/.tar.gz archive")
+    submit.add_argument("--task", required=True, choices=("classification", "detection"))
+    submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("--owner", default="")
+    submit.add_argument("--backend", choices=("local", "celery"), default=None,
+                        help="local workers (default) or Celery workers ($RETRAIN_BACKEND)")
+    submit.set_defaults(handler=_submit)
+
+    listing = commands.add_parser("list", help="jobs, oldest first")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_list)
+
+    for name, handler, text in (("show", _show, "one job: state, stage, progress, error, artifacts, pull command"),
+                                ("logs", _logs, "the job's stage logs"),
+                                ("cancel", _cancel, "cancel a queued or running job"),
+                                ("retry", _retry, "queue a failed or cancelled job again, resuming where it failed")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("job")
+        if name == "show":
+            sub.add_argument("--json", action="store_true")
+        sub.set_defaults(handler=handler)
+
+    worker = commands.add_parser("worker", help="run a worker that takes queued jobs")
+    worker.add_argument("--backend", choices=("local", "celery"), default="local")
+    worker.add_argument("--queues", default="cpu,gpu,docker", help="celery: the stage queues this worker takes")
+    worker.add_argument("--until-idle", action="store_true", help="local: stop when the queue is empty")
+    worker.add_argument("--name", default="", help="celery: the worker's node name, e.g. gpu1@%%h")
+    worker.set_defaults(handler=_worker)
+
     check = commands.add_parser("edgetpu-check", help="predict which ops of a .tflite the Edge TPU compiler maps")
     check.add_argument("model", type=Path, help="a .tflite file")
     check.add_argument("--json", action="store_true", help="print one JSON object")
@@ -96,6 +126,104 @@ def _edgetpu_check(args: argparse.Namespace) -> int:
         print(f"error: {args.model} is not a readable .tflite model ({err})", file=sys.stderr)
         return 2
     print(json.dumps(analysis.to_dict(), indent=2) if args.json else format_table(analysis))
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from retrain_lib.parameters import parse_assignments
+    from scheduler.jobs import submit_job
+
+    job = submit_job(args.data, args.task, parse_assignments(args.set), owner=args.owner, backend=args.backend)
+    print(job.id)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    import json
+
+    from scheduler.jobs import open_store
+    from scheduler.runner import recover_dead_workers
+
+    store = open_store()
+    recover_dead_workers(store)
+    jobs = store.list()
+    if args.json:
+        print(json.dumps([{"id": j.id, "state": j.state, "stage": j.stage, "task": j.task, "owner": j.owner,
+                           "created": j.created, "error": j.error} for j in jobs], indent=2))
+        return 0
+    for job in jobs:
+        stage = f" ({job.stage})" if job.state == "running" else ""
+        print(f"{job.id}  {job.state + stage:<24} {job.task:<15} {job.owner}")
+    return 0
+
+
+def _load_job(job_id: str):
+    from scheduler.jobs import open_store
+    from scheduler.runner import recover_dead_workers
+
+    store = open_store()
+    recover_dead_workers(store)
+    job = store.get(job_id)
+    if job is None:
+        raise input_error(f"job {job_id}", "does not exist", "see `retrain list` for job ids")
+    return job
+
+
+def _show(args: argparse.Namespace) -> int:
+    import json
+
+    from scheduler.jobs import job_summary
+
+    summary = job_summary(_load_job(args.job))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"job {summary['id']}: {summary['state']}" + (f", stage {summary['stage']}" if summary["stage"] else ""))
+    if summary["progress"]:
+        p = summary["progress"]
+        print(f"  progress: {p['phase']} epoch {p['step']} of {p['total']}")
+    if summary["error"]:
+        print(f"  error ({summary['error_stage']}): {summary['error']}")
+    for name, value in summary["metrics"].items():
+        print(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in value.items() if isinstance(v, float)))
+    for name, rel in summary["artifacts"].items():
+        print(f"  {name}: {Path(summary['job_dir']) / rel}")
+    if summary["pull_command"]:
+        print(f"  on the robot: {summary['pull_command']}")
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from scheduler.jobs import job_logs
+
+    print(job_logs(_load_job(args.job)))
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from scheduler.jobs import cancel_job
+
+    state = cancel_job(_load_job(args.job).id)
+    print("cancelled" if state == "cancelled" else f"cancel requested (job is {state})")
+    return 0
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from scheduler.jobs import retry_job
+
+    print(f"job {retry_job(_load_job(args.job).id).id} queued again")
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    if args.backend == "celery":
+        from scheduler.celery_backend import run_celery_worker
+
+        run_celery_worker(args.queues.split(","), args.name)
+        return 0
+    from scheduler.local import run_worker
+
+    run_worker(stop_when_idle=args.until_idle)
     return 0
 
 

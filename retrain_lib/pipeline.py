@@ -29,8 +29,13 @@ def kernel_name() -> str:
     return wanted if wanted in find_kernel_specs() else "python3"
 
 
-def run_stage(stage: str, job_dir: Path, parameters: dict[str, Any], log: Log = print) -> None:
-    """Executes one stage notebook into `job_dir/notebooks/`, raising `StageFailed` on error."""
+def run_stage(stage: str, job_dir: Path, parameters: dict[str, Any], log: Log = print,
+              log_output: bool = False) -> None:
+    """Executes one stage notebook into `job_dir/notebooks/`, raising `StageFailed` on error.
+
+    Args:
+        log_output: also stream the notebook's printed output to papermill's logger (the job log).
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -43,7 +48,8 @@ def run_stage(stage: str, job_dir: Path, parameters: dict[str, Any], log: Log = 
     try:
         papermill.execute_notebook(str(notebook_path(stage)), str(out_dir / f"{stage}.ipynb"),
                                    parameters={**parameters, "job_dir": str(job_dir)},
-                                   kernel_name=kernel_name(), cwd=str(job_dir), progress_bar=False)
+                                   kernel_name=kernel_name(), cwd=str(job_dir), progress_bar=False,
+                                   log_output=log_output)
     except PapermillExecutionError as err:
         message = err.evalue or err.ename
         mark_stage(job_dir, stage, "failed", message)

@@ -73,8 +73,8 @@ def mark_stage(job_dir: Path, stage: str, status: str, error: str | None = None)
         else:
             entry["end"] = now()
             entry["error"] = error
-        if status == "failed":
-            report["status"] = "failed"
+        if status in ("failed", "cancelled"):
+            report["status"] = status
             report["error"] = {"stage": stage, "message": error}
 
 

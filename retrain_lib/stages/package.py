@@ -40,7 +40,8 @@ class PackageResult:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-def run_package(job_dir: Path, registry: str = "", base_image: str = "python:3.11-slim-bookworm",
+def run_package(job_dir: Path, build_image: bool = True, registry: str = "",
+                base_image: str = "python:3.11-slim-bookworm",
                 install_edgetpu: bool = True, build_ca: str = "", save_tarball: bool = False,
                 require_docker: bool = False, log: Log = print) -> PackageResult:
     """Builds the serving image for `job_dir/export`, pushes it to `registry` or saves it as a tarball.
@@ -60,6 +61,11 @@ def run_package(job_dir: Path, registry: str = "", base_image: str = "python:3.1
             log(line)
             log_file.write(line + "\n")
 
+        if not build_image:
+            reason = "build_image is off: the model bundle in export/ is the result of this job"
+            update_report(job_dir, packaging={"status": "skipped", "reason": reason})
+            both(reason)
+            return PackageResult("skipped", reason=reason)
         client = docker_client()
         if client is None:
             reason = ("no Docker engine answers (DOCKER_HOST or /var/run/docker.sock); the model bundle in export/ "
