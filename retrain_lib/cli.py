@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -70,6 +71,22 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--until-idle", action="store_true", help="local: stop when the queue is empty")
     worker.add_argument("--name", default="", help="celery: the worker's node name, e.g. gpu1@%%h")
     worker.set_defaults(handler=_worker)
+
+    dash = commands.add_parser("dashboard", help="serve the upload-and-launch dashboard (with a local worker)")
+    dash.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    dash.add_argument("--port", type=int, default=8866)
+    dash.add_argument("--token", default="", help="access token (default: a new random one, printed)")
+    dash.add_argument("--base-url", default="/", help="path prefix when served behind a proxy")
+    dash.add_argument("--no-worker", action="store_true", help="do not start a local worker")
+    dash.add_argument("--registry", default=os.environ.get("RETRAIN_REGISTRY", ""),
+                      help="push robot images here, e.g. 127.0.0.1:5000/robots (default: keep them local)")
+    dash.add_argument("--base-image", default=os.environ.get("RETRAIN_BASE_IMAGE", ""),
+                      help="base image of the robot image (default python:3.11-slim-bookworm)")
+    dash.add_argument("--build-ca", default=os.environ.get("RETRAIN_BUILD_CA", ""),
+                      help="CA bundle for pip inside image builds (TLS-intercepting proxies)")
+    dash.add_argument("--no-edgetpu-runtime", action="store_true",
+                      help="do not install the Edge TPU runtime into robot images (offline build servers)")
+    dash.set_defaults(handler=_dashboard)
 
     check = commands.add_parser("edgetpu-check", help="predict which ops of a .tflite the Edge TPU compiler maps")
     check.add_argument("model", type=Path, help="a .tflite file")
@@ -225,6 +242,14 @@ def _worker(args: argparse.Namespace) -> int:
 
     run_worker(stop_when_idle=args.until_idle)
     return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from retrain_lib.dashboard_server import run_dashboard
+
+    settings = {"RETRAIN_REGISTRY": args.registry, "RETRAIN_BASE_IMAGE": args.base_image,
+                "RETRAIN_BUILD_CA": args.build_ca, "RETRAIN_INSTALL_EDGETPU": "0" if args.no_edgetpu_runtime else "1"}
+    return run_dashboard(args.host, args.port, args.token, args.base_url, not args.no_worker, settings)
 
 
 def _print_summary(report: dict, job_dir: Path) -> None:
