@@ -5,7 +5,8 @@ Training never runs the lower backbone more than once per image view:
    each training image, into activations that are computed once and kept in memory;
 2. phase 1 trains the head (dropout + softmax) on pooled features of those activations;
 3. phase 2 (optional) fine-tunes the upper blocks and the head on the cached activations of the
-   augmented views, at a lower learning rate, with BatchNormalization kept in inference mode.
+   augmented views, at a lower learning rate, with BatchNormalization kept in inference mode (or, with
+   `fine_tune_batchnorm`, adapting its statistics to the new images).
 Mixup (blending pairs of cached activations and their labels) regularises both phases.
 Both phases stop early on validation loss and keep their best weights. The exported model takes raw
 uint8-valued RGB (see `retrain_lib.images`), with the [-1, 1] scaling inside.
@@ -46,6 +47,7 @@ class TrainConfig:
     label_smoothing: float
     mixup: float
     patience: int
+    fine_tune_batchnorm: bool
     seed: int
 
 
@@ -149,9 +151,9 @@ def train_classifier(dataset: Dataset, config: TrainConfig, weights: WeightsChoi
 
     if config.fine_tune and config.fine_tune_epochs > 0:
         t = time.perf_counter()
-        _unfreeze_except_batchnorm(upper)
+        _unfreeze(upper, batchnorm=config.fine_tune_batchnorm)
         tail_in = keras.Input(act_train.shape[1:])
-        x = upper(tail_in, training=False)
+        x = upper(tail_in, training=None if config.fine_tune_batchnorm else False)
         for layer in head:
             x = layer(x)
         tail_model = keras.Model(tail_in, x)
@@ -172,13 +174,14 @@ def _activations(lower, images: np.ndarray, batch_size: int) -> np.ndarray:
     return lower.predict(scaled, batch_size=max(batch_size, 64), verbose=0)
 
 
-def _unfreeze_except_batchnorm(model) -> None:
+def _unfreeze(model, batchnorm: bool) -> None:
+    """Makes the upper backbone trainable; BatchNormalization too only when `batchnorm`."""
     import keras
 
     model.trainable = True
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
+            layer.trainable = batchnorm
 
 
 def _fit(model, x, y, x_val, y_val, num_classes: int, config: TrainConfig, learning_rate: float,

@@ -48,7 +48,12 @@ def test_int8_accuracy_and_agreement(flowers_job):
     assert manifest["labels"] == list(FLOWER_CLASSES)
     assert manifest["input"]["dtype"] == "uint8"
     assert manifest["metrics"]["int8"]["accuracy"] == pytest.approx(int8["accuracy"])
-    assert set(manifest["files"]) == {"model_int8.tflite", "labels.txt"}
+    assert set(manifest["files"]) == {"model_int8.tflite", "labels.txt", "edgetpu_report.json"}
+    edgetpu = report["edgetpu"]
+    assert edgetpu["source"] == "predicted" and not edgetpu["compiled"]
+    assert edgetpu["mapped"] == edgetpu["total"], "our classifier must map 100 % to the Edge TPU"
+    assert edgetpu["summary"].endswith("ops will run on the Edge TPU (predicted)")
+    assert "not installed" in edgetpu["reason"]
 
 
 def test_int8_model_agrees_with_keras_model_on_images(flowers_job):

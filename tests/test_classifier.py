@@ -13,7 +13,8 @@ from retrain_lib.weights import choose_mobilenet_v2_weights
 pytestmark = pytest.mark.slow
 TINY = TrainConfig(input_size=96, head_epochs=3, fine_tune=True, fine_tune_epochs=2, head_learning_rate=1e-3,
                    fine_tune_learning_rate=1e-4, batch_size=16, augment_views=1, cache_layer="block_12_add",
-                   dropout=0.2, label_smoothing=0.1, mixup=0.2, patience=5, seed=3)
+                   dropout=0.2, label_smoothing=0.1, mixup=0.2, patience=5, seed=3,
+                   fine_tune_batchnorm=False)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 
 from retrain_lib.classifier import load_images
 from retrain_lib.dataset import load_dataset
+from retrain_lib.edgetpu_step import edgetpu_report, write_edgetpu_report
 from retrain_lib.errors import input_error
 from retrain_lib.evaluation import classification_metrics, plot_confusion
 from retrain_lib.model_manifest import write_labels, write_model_manifest
@@ -25,6 +26,7 @@ from retrain_lib.tflite_model import (
 )
 
 MODEL_INT8_NAME = "model_int8.tflite"
+MAX_AGREEMENT_IMAGES = 1000
 
 
 class QualityGateError(RuntimeError):
@@ -44,7 +46,8 @@ class ConvertResult:
 
 
 def run_convert(job_dir: Path, input_size: int, representative_images: int = 200,
-                min_int8_agreement: float = 0.95, seed: int = 42) -> ConvertResult:
+                min_int8_agreement: float = 0.95, seed: int = 42, compile_edgetpu: bool = True,
+                compiler_image: str = "", compiler_timeout_s: int = 300) -> ConvertResult:
     """Quantizes `job_dir/model/model.keras` into `job_dir/export/` and checks it.
 
     Raises:
@@ -71,42 +74,50 @@ def run_convert(job_dir: Path, input_size: int, representative_images: int = 200
         raise QualityGateError("the int8 model still has non-integer tensors: " + "; ".join(untyped[:5]))
 
     test_images, test_labels = load_images(dataset, "test", input_size)
-    float_pred = model.predict(test_images.astype("float32"), batch_size=64, verbose=0).argmax(axis=1)
     interpreter = make_interpreter(model_path)
-    int8_pred = classify_batch(interpreter, test_images).argmax(axis=1)
-    float_metrics = classification_metrics(test_labels, float_pred, dataset.classes)
-    int8_metrics = classification_metrics(test_labels, int8_pred, dataset.classes)
-    agreement = float((float_pred == int8_pred).mean()) if len(test_labels) else 1.0
+    check_images = _agreement_images(test_images, dataset, input_size, train_images, np.sort(pick))
+    float_top1 = model.predict(check_images.astype("float32"), batch_size=64, verbose=0).argmax(axis=1)
+    int8_top1 = classify_batch(interpreter, check_images).argmax(axis=1)
+    agreement = float((float_top1 == int8_top1).mean()) if len(check_images) else 1.0
+    n_test = len(test_labels)
+    float_metrics = classification_metrics(test_labels, float_top1[:n_test], dataset.classes)
+    int8_metrics = classification_metrics(test_labels, int8_top1[:n_test], dataset.classes)
     confusion = plot_confusion(int8_metrics["confusion_matrix"], dataset.classes, job_dir / "model" /
                                "confusion_int8.png", "Test split, int8 model")
 
+    edgetpu = edgetpu_report(model_path, staging, compile_edgetpu, compiler_image, compiler_timeout_s)
+    write_edgetpu_report(staging, edgetpu)
     write_labels(staging, dataset.classes)
     summary = {"float": {"accuracy": float_metrics["accuracy"]},
                "int8": {"accuracy": int8_metrics["accuracy"], "agreement_with_float": agreement},
-               "test_images": int(len(test_labels))}
+               "test_images": int(len(test_labels)), "agreement_images": int(len(check_images))}
     write_model_manifest(staging, "classification", input_size, input_quantization(interpreter),
                          output_quantization(interpreter), dataset.classes, summary, job_dir.name)
     export_dir = job_dir / "export"
     shutil.rmtree(export_dir, ignore_errors=True)
     staging.rename(export_dir)
-    edgetpu = edgetpu_status()
     update_report(job_dir,
                   metrics={"int8": {"accuracy": int8_metrics["accuracy"], "agreement_with_float": agreement,
+                                    "agreement_images": int(len(check_images)),
                                     "per_class": int8_metrics["per_class"]}},
                   edgetpu=edgetpu,
                   artifacts={"model_int8": f"export/{MODEL_INT8_NAME}", "labels": "export/labels.txt",
                              "manifest": "export/manifest.json", "confusion_matrix_int8": "model/confusion_int8.png"})
     if agreement < min_int8_agreement:
         raise QualityGateError(
-            f"int8 and float models agree on {agreement:.1%} of the {len(test_labels)} test images, below the "
+            f"int8 and float models agree on {agreement:.1%} of {len(check_images)} images, below the "
             f"threshold of {min_int8_agreement:.0%}. Fix: give more varied training images (the calibration "
             f"draws on them), raise representative_images, or lower min_int8_agreement if you accept it")
     return ConvertResult(export_dir / MODEL_INT8_NAME, float_metrics, int8_metrics, agreement, confusion, edgetpu)
 
 
-def edgetpu_status() -> dict[str, Any]:
-    """Whether the Edge TPU compiler ran; a seam the compilation step fills in."""
-    compiler = shutil.which("edgetpu_compiler")
-    return {"compiled": False,
-            "reason": "edgetpu_compiler is not installed on this server; the int8 model runs on the robot's CPU"
-            if compiler is None else "Edge TPU compilation is not part of this stage yet"}
+def _agreement_images(test_images: np.ndarray, dataset, input_size: int, train_images: np.ndarray,
+                      calibration: np.ndarray) -> np.ndarray:
+    """Test images first, then val and the training images calibration did not use (at most 1000 in all).
+
+    Agreement needs no labels, so every image the calibration did not see counts.
+    """
+    val_images, _ = load_images(dataset, "val", input_size)
+    unused = train_images[np.setdiff1d(np.arange(len(train_images)), calibration)]
+    limit = max(MAX_AGREEMENT_IMAGES, len(test_images))
+    return np.concatenate([test_images, val_images, unused])[:limit]
