@@ -88,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="do not install the Edge TPU runtime into robot images (offline build servers)")
     dash.set_defaults(handler=_dashboard)
 
+    comp = commands.add_parser("compile", help="add an Edge TPU model to a finished job and rebuild its image")
+    comp.add_argument("job_dir", type=Path)
+    comp.add_argument("--model", type=Path, default=None, help="a *_edgetpu.tflite compiled elsewhere")
+    comp.add_argument("--compiler-image", default="", help="a Docker image with edgetpu_compiler")
+    comp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="04_package parameters for the rebuild (registry, base_image, ...)")
+    comp.add_argument("--no-package", action="store_true", help="do not rebuild the serving image")
+    comp.set_defaults(handler=_compile)
+
     check = commands.add_parser("edgetpu-check", help="predict which ops of a .tflite the Edge TPU compiler maps")
     check.add_argument("model", type=Path, help="a .tflite file")
     check.add_argument("--json", action="store_true", help="print one JSON object")
@@ -250,6 +259,24 @@ def _dashboard(args: argparse.Namespace) -> int:
     settings = {"RETRAIN_REGISTRY": args.registry, "RETRAIN_BASE_IMAGE": args.base_image,
                 "RETRAIN_BUILD_CA": args.build_ca, "RETRAIN_INSTALL_EDGETPU": "0" if args.no_edgetpu_runtime else "1"}
     return run_dashboard(args.host, args.port, args.token, args.base_url, not args.no_worker, settings)
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from retrain_lib.parameters import check_parameters, parameters_for, parse_assignments
+    from retrain_lib.pipeline import StageFailed, run_stage
+    from retrain_lib.stages.compile import add_edgetpu_model
+
+    overrides = check_parameters(parse_assignments(args.set), ("04_package",))
+    report = add_edgetpu_model(args.job_dir, args.model, args.compiler_image)
+    print(report["summary"])
+    if args.no_package:
+        return 0
+    try:
+        run_stage("04_package", args.job_dir, parameters_for("04_package", overrides))
+    except StageFailed as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _print_summary(report: dict, job_dir: Path) -> None:

@@ -156,3 +156,17 @@ def test_rgba_and_greyscale_photos_are_served(server, tmp_path):
         path = tmp_path / f"x_{mode}.png"
         Image.open(PHOTOS[0]).convert(mode).save(path)
         assert _request(server, "POST", "/v1/classify", path.read_bytes(), {"Content-Type": "image/png"})[0] == 200
+
+
+def test_compiled_model_without_edgetpu_runtime_falls_back_to_cpu_and_says_why(tmp_path):
+    """No Edge TPU device or libedgetpu can exist here: the app must fall back and report it honestly."""
+    from app.model import ModelRunner
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(CORAL_MODEL, folder / "model_int8.tflite")
+    shutil.copy(CORAL_MODEL.with_name("mobilenet_v1_0.25_128_quant_edgetpu.tflite"), folder / "model_edgetpu.tflite")
+    (folder / "manifest.json").write_text(json.dumps({"task": "classification", "labels": ["x"] * 1001}))
+    runner = ModelRunner(folder)
+    assert runner.info.accelerator == "cpu" and runner.info.model_file == "model_int8.tflite"
+    assert "Edge TPU unavailable" in runner.info.accelerator_note and "--device /dev/bus/usb" in runner.info.accelerator_note

@@ -105,3 +105,41 @@ def test_no_compiler_here_is_reported_plainly(tmp_path):
     assert find_compiler() is None, "Google's compiler cannot be installed on these machines"
     with pytest.raises(CompilerError, match="not installed and no compiler image"):
         compile_model(CORAL / "mobilenet_v1_0.25_128_quant.tflite", tmp_path)
+
+
+def _job_with_int8_model(tmp_path: Path) -> Path:
+    job = tmp_path / "job"
+    export = job / "export"
+    export.mkdir(parents=True)
+    (export / "model_int8.tflite").write_bytes((CORAL / "mobilenet_v1_0.25_128_quant.tflite").read_bytes())
+    (export / "manifest.json").write_text(json.dumps({"task": "classification", "labels": ["a"], "files": {}}))
+    return job
+
+
+def test_compile_command_takes_a_model_compiled_elsewhere(tmp_path):
+    job = _job_with_int8_model(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "retrain_lib.cli", "compile", str(job), "--no-package", "--model",
+                           str(CORAL / "mobilenet_v1_0.25_128_quant_edgetpu.tflite")],
+                          capture_output=True, text=True, cwd=PROJECT_DIR, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (job / "export" / "model_edgetpu.tflite").exists()
+    report = json.loads((job / "report.json").read_text())
+    assert report["edgetpu"]["compiled"] is True and report["edgetpu"]["cpu_ops"] == []
+    manifest = json.loads((job / "export" / "manifest.json").read_text())
+    assert "model_edgetpu.tflite" in manifest["files"]
+
+
+def test_compile_command_refuses_an_uncompiled_model(tmp_path):
+    job = _job_with_int8_model(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "retrain_lib.cli", "compile", str(job), "--no-package", "--model",
+                           str(CORAL / "mobilenet_v1_0.25_128_quant.tflite")],
+                          capture_output=True, text=True, cwd=PROJECT_DIR, timeout=120)
+    assert done.returncode == 2 and "no edgetpu-custom-op" in done.stderr
+    assert not (job / "export" / "model_edgetpu.tflite").exists()
+
+
+def test_compile_command_without_any_compiler_says_so(tmp_path):
+    job = _job_with_int8_model(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "retrain_lib.cli", "compile", str(job), "--no-package"],
+                          capture_output=True, text=True, cwd=PROJECT_DIR, timeout=120)
+    assert done.returncode == 2 and "not installed on this server" in done.stderr
