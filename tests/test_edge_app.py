@@ -169,4 +169,5 @@ def test_compiled_model_without_edgetpu_runtime_falls_back_to_cpu_and_says_why(t
     (folder / "manifest.json").write_text(json.dumps({"task": "classification", "labels": ["x"] * 1001}))
     runner = ModelRunner(folder)
     assert runner.info.accelerator == "cpu" and runner.info.model_file == "model_int8.tflite"
-    assert "Edge TPU unavailable" in runner.info.accelerator_note and "--device /dev/bus/usb" in runner.info.accelerator_note
+    note = runner.info.accelerator_note
+    assert "Edge TPU unavailable" in note and "--device /dev/bus/usb" in note
