@@ -95,14 +95,14 @@ def _normalise_mtimes(folder: Path) -> None:
 
 
 def build_image(client, context_dir: Path, ref: ImageRef, base_image: str, install_edgetpu: bool,
-                labels: dict[str, str], log: Log = print) -> str:
+                labels: dict[str, str], log: Log = print, nocache: bool = False) -> str:
     """Builds the image (host network, as this site requires), streaming the build log to `log`.
 
     Returns:
         The image id.
     """
     image_id = None
-    stream = client.api.build(path=str(context_dir), tag=ref.name, rm=True, forcerm=True, decode=True,
+    stream = client.api.build(path=str(context_dir), tag=ref.name, rm=True, forcerm=True, decode=True, nocache=nocache,
                               network_mode="host", labels=labels,
                               buildargs={"BASE_IMAGE": base_image, "INSTALL_EDGETPU": "1" if install_edgetpu else "0"})
     for event in stream:
