@@ -167,7 +167,8 @@ def as_pascal_voc(image: AnnotatedImage, width: int, height: int) -> str:
         SubElement(obj, "difficult").text = "0"
         bnd = SubElement(obj, "bndbox")
         for key in ("xmin", "ymin", "xmax", "ymax"):
-            SubElement(bnd, key).text = str(int(round(getattr(box, key))))
+            value = getattr(box, key)
+            SubElement(bnd, key).text = str(int(round(value))) if math.isfinite(value) else str(value)
     return tostring(node, encoding="unicode")
 
 
