@@ -3,7 +3,7 @@
 Reads the .tflite flatbuffer with the schema bindings that ship with LiteRT and applies Coral's published
 rules: the table of supported operations and their constraints, full int8/uint8 quantization, static
 shapes, batch 1, at most three innermost dimensions above 1, and the single-subgraph rule: the compiler
-cuts the graph at the first op it cannot map, and every op after it runs on the CPU.
+cuts the graph at the first op it cannot map, and every op that depends on it runs on the CPU.
 """
 
 from __future__ import annotations
@@ -213,14 +213,20 @@ ADVICE = {
 
 
 def analyze_model(model_path: Path) -> Analysis:
-    """Predicts the compiler's verdict for every op of `model_path`, in execution order."""
+    """Predicts the compiler's verdict for every op of `model_path`, in execution order.
+
+    The single-subgraph rule in graph form: an op whose input comes (directly or not) from an op on the
+    CPU runs on the CPU too, whatever its type, because the Edge TPU part must be one subgraph.
+    """
     graph = _Graph(Path(model_path).read_bytes())
-    verdicts, cut = [], False
+    verdicts, cpu_tensors = [], set()
     for index, op in enumerate(graph.subgraph.operators):
         name = graph.op_name(op)
-        if cut:
+        inputs = [i for i in op.inputs if i >= 0]
+        if any(i in cpu_tensors for i in inputs):
             verdicts.append(OpVerdict(index, name, False, "More than one subgraph is not supported",
-                                      "an earlier op runs on the CPU, so every later op does too: fix that one"))
+                                      "it depends on an op that runs on the CPU: fix that one"))
+            cpu_tensors.update(op.outputs)
             continue
         problem = _op_problem(graph, op, name)
         if problem is None:
@@ -228,7 +234,7 @@ def analyze_model(model_path: Path) -> Analysis:
         else:
             reason, fix = problem
             verdicts.append(OpVerdict(index, name, False, reason, fix))
-            cut = True
+            cpu_tensors.update(op.outputs)
     return Analysis(str(model_path), verdicts)
 
 
