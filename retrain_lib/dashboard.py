@@ -19,10 +19,12 @@ from typing import Any
 
 import ipywidgets as w
 
+from retrain_lib.archive import ExtractionLimits
+from retrain_lib.detection_formats import AnnotatedImage, Box, detect_detection_format, write_pascal_voc
 from retrain_lib.errors import InputError
 from retrain_lib.images import load_rgb
 from retrain_lib.report import read_report
-from retrain_lib.stages.upload import run_upload
+from retrain_lib.stages.upload import import_upload, run_upload
 
 REFRESH_S = 2.0
 MAX_UPLOAD_BYTES = 2 * 1024**3
@@ -106,6 +108,20 @@ def problems_html(error: InputError) -> str:
             f"Fix {'them' if count > 1 else 'it'} and upload the archive again.</p><ul>{items}</ul></div>")
 
 
+def save_annotation(data_root: Path, file: str, boxes: list[Box], width: int, height: int) -> Path:
+    """Writes the boxes drawn for `file` as a Pascal VOC file beside the image."""
+    xml_path = (data_root / file).with_suffix(".xml")
+    return write_pascal_voc(AnnotatedImage(file, boxes), width, height, xml_path)
+
+
+def boxes_table_html(health: dict[str, Any]) -> str:
+    rows = "".join(f"<tr><td>{html.escape(c)}</td><td>{health['boxes']['train'][c]}</td>"
+                   f"<td>{health['boxes']['val'][c]}</td><td>{health['boxes']['test'][c]}</td></tr>"
+                   for c in health["classes"])
+    return ("<table class='counts'><tr><th>class (boxes)</th><th>training</th><th>checking</th><th>final test</th>"
+            f"</tr>{rows}</table>")
+
+
 def counts_table_html(health: dict[str, Any]) -> str:
     rows = "".join(f"<tr><td>{html.escape(c)}</td><td>{health['counts']['train'][c]}</td>"
                    f"<td>{health['counts']['val'][c]}</td><td>{health['counts']['test'][c]}</td></tr>"
@@ -143,6 +159,13 @@ class Dashboard:
         self.upload_status = w.HTML("<p class='hint'>Upload a .zip or .tar.gz with one folder of photos per "
                                     "class (for example <code>cats/</code>, <code>dogs/</code>).</p>")
         self.preview = w.HTML()
+        self.preview_image = w.Image(format="png", layout=w.Layout(max_width="900px", display="none"))
+        self.task = w.ToggleButtons(options=[("Recognise the whole photo", "classification"),
+                                             ("Find objects with boxes", "detection")],
+                                    description="The model should",
+                                    style={"description_width": "initial", "button_width": "220px"},
+                                    layout=w.Layout(display="none"))
+        self.annotator_box = w.VBox()
         self.preset = w.ToggleButtons(options=list(PRESETS), value="Balanced", description="Training")
         self.preset_note = w.HTML()
         self.head_epochs = w.BoundedIntText(description="Head epochs", min=1, max=500)
@@ -156,8 +179,9 @@ class Dashboard:
         self.launch = w.Button(description="Launch training", button_style="success", disabled=True,
                                icon="rocket", layout=w.Layout(width="200px"))
         self.launch_status = w.HTML()
-        upload_panel = w.VBox([w.HTML("<h2>1. Your images</h2>"), self.file_upload, self.upload_status,
-                               self.preview, w.HTML("<h2>2. Train</h2>"), self.preset, self.preset_note,
+        upload_panel = w.VBox([w.HTML("<h2>1. Your images</h2>"), self.file_upload, self.task, self.upload_status,
+                               self.annotator_box, self.preview, self.preview_image,
+                               w.HTML("<h2>2. Train</h2>"), self.preset, self.preset_note,
                                advanced, self.launch, self.launch_status])
 
         self.jobs_table = w.HTML()
@@ -181,6 +205,7 @@ class Dashboard:
         self.root.add_class("retrain")
 
         self.file_upload.observe(self._on_upload, names="value")
+        self.task.observe(lambda change: self.check_data(), names="value")
         self.preset.observe(self._on_preset, names="value")
         self.launch.on_click(self._on_launch)
         self.job_picker.observe(lambda _change: self._show_job(), names="value")
@@ -207,32 +232,126 @@ class Dashboard:
         path.write_bytes(content)
         self.upload_status.value = f"<p>Checking every image in <b>{html.escape(name)}</b>...</p>"
         self.preview.value = ""
-        self.check_upload(path)
+        self.open_upload(path)
 
-    def check_upload(self, path: Path) -> bool:
-        """Checks an uploaded archive; shows the preview and enables Launch when it is usable."""
-        preview_dir = path.parent / "preview"
-        shutil.rmtree(preview_dir, ignore_errors=True)
+    def open_upload(self, path: Path) -> bool:
+        """Unpacks an uploaded archive safely, guesses the task and checks the data."""
         try:
-            result = run_upload(preview_dir, path)
+            self.data_root = import_upload(path.parent, path, ExtractionLimits())
         except InputError as err:
             self.upload_status.value = problems_html(err)
             self.launch.disabled = True
             return False
+        guessed = "detection" if detect_detection_format(self.data_root) else "classification"
+        self.task.layout.display = ""
+        if self.task.value != guessed:
+            self.task.value = guessed  # observed: runs check_data
+            return self.upload_path is not None
+        return self.check_data()
+
+    def check_data(self) -> bool:
+        """Checks the unpacked upload for the chosen task; shows the preview and enables Launch when usable."""
+        if getattr(self, "data_root", None) is None:
+            return False
+        self.upload_path = None
+        self.launch.disabled = True
+        self.annotator_box.children = []
+        preview_dir = self.data_root.parent.parent / "preview"
+        shutil.rmtree(preview_dir, ignore_errors=True)
+        task = self.task.value
+        try:
+            result = run_upload(preview_dir, self.data_root, task=task)
+        except InputError as err:
+            self.preview.value = ""
+            self.preview_image.layout.display = "none"
+            unannotated = [p for p in err.problems if p.message == "has no annotation (no boxes)"]
+            if task == "detection" and len(unannotated) == len(err.problems):
+                self.upload_status.value = (f"<div class='ok'>{len(unannotated)} photo(s) have no boxes yet: draw "
+                                            "them below and the model can be trained.</div>")
+            else:
+                self.upload_status.value = problems_html(err)
+            if task == "detection":
+                self._offer_annotation(err)
+            return False
         health = result.health
-        self.upload_path, self.upload_task = path, "classification"
-        samples = {}
-        for record in result.dataset.records:
-            samples.setdefault(record.label, []).append(result.dataset.data_dir / record.file)
-        shown = [p for paths in samples.values() for p in paths[:4]]
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in health["notes"][:10])
+        self.upload_path, self.upload_task = self.data_root, task
         self.upload_status.value = (
-            f"<div class='ok'>Task: <b>classification</b> &middot; format: <b>{html.escape(health['layout'])}</b> "
+            f"<div class='ok'>Task: <b>{task}</b> &middot; format: <b>{html.escape(health['layout'])}</b> "
             f"&middot; {health['images']} images in {len(health['classes'])} classes. Everything can be used.</div>")
-        self.preview.value = (counts_table_html(health) + thumbnails_html(shown)
-                              + (f"<p>Notes:</p><ul>{notes}</ul>" if notes else ""))
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in health["notes"][:10])
+        notes_html = f"<p>Notes:</p><ul>{notes}</ul>" if notes else ""
+        if task == "detection":
+            self.preview.value = boxes_table_html(health) + notes_html
+            self.preview_image.value = result.health_plot.read_bytes()
+            self.preview_image.layout.display = ""
+        else:
+            samples = {}
+            for record in result.dataset.records:
+                samples.setdefault(record.label, []).append(result.dataset.data_dir / record.file)
+            shown = [p for paths in samples.values() for p in paths[:4]]
+            self.preview.value = counts_table_html(health) + thumbnails_html(shown) + notes_html
+            self.preview_image.layout.display = "none"
         self.launch.disabled = False
         return True
+
+    # ----- annotation of images without boxes
+    def _offer_annotation(self, error: InputError) -> None:
+        missing = [p.file for p in error.problems if p.message == "has no annotation (no boxes)"]
+        if not missing:
+            return
+        from jupyter_bbox_widget import BBoxWidget
+
+        self.to_annotate = missing
+        self.class_names = w.Text(description="Classes", placeholder="e.g. cup, key, remote",
+                                  value=", ".join(self._known_classes()))
+        self.annotator = BBoxWidget(classes=self._known_classes() or ["object"], hide_buttons=False)
+        self.annotator.add_class("annotator")
+        self.annotation_status = w.HTML()
+        self.annotator.on_submit(self._save_annotation)
+        self.annotator.on_skip(self._next_annotation)
+        self.class_names.observe(self._on_class_names, names="value")
+        self.annotator_box.children = [
+            w.HTML(f"<h3>Draw the boxes</h3><p>{len(missing)} photo(s) have no boxes yet. Choose a class, drag a "
+                   "box around each object, then press Submit; the boxes are saved with your photos.</p>"),
+            self.class_names, self.annotator, self.annotation_status]
+        self.annotation_index = 0
+        self._show_annotation_image()
+
+    def _known_classes(self) -> list[str]:
+        from retrain_lib.detection_formats import from_pascal_voc
+
+        return sorted({b.label for image in from_pascal_voc(self.data_root).images for b in image.boxes if b.label})
+
+    def _on_class_names(self, change) -> None:
+        names = [n.strip() for n in change["new"].split(",") if n.strip()]
+        if names:
+            self.annotator.classes = names
+
+    def _show_annotation_image(self) -> None:
+        file = self.to_annotate[self.annotation_index]
+        image, _ = load_rgb(self.data_root / file)
+        view = self.data_root.parent / "annotating.jpg"
+        image.save(view, format="JPEG", quality=90)
+        self.annotating_size = image.size
+        self.annotator.image = str(view)
+        self.annotator.bboxes = []
+        self.annotation_status.value = f"<p class='hint'>{html.escape(file)} ({self.annotation_index + 1} of " \
+                                       f"{len(self.to_annotate)})</p>"
+
+    def _save_annotation(self) -> None:
+        file = self.to_annotate[self.annotation_index]
+        width, height = self.annotating_size
+        boxes = [Box(b["label"], b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"])
+                 for b in self.annotator.bboxes]
+        save_annotation(self.data_root, file, boxes, width, height)
+        self._next_annotation()
+
+    def _next_annotation(self) -> None:
+        self.annotation_index += 1
+        if self.annotation_index < len(self.to_annotate):
+            self._show_annotation_image()
+        else:
+            self.check_data()
 
     def _on_preset(self, _change) -> None:
         preset = PRESETS[self.preset.value]
@@ -324,7 +443,8 @@ class Dashboard:
         self.progress.description = f"{progress['step']}/{progress['total']}"
 
     def _show_images(self, job_dir: Path, state: str) -> None:
-        images = [job_dir / rel for rel in ("dataset/health.png", "model/curves.png", "model/confusion_int8.png")]
+        images = [job_dir / rel for rel in ("dataset/health.png", "model/curves.png", "model/confusion_int8.png",
+                                            "model/detections_int8.png")]
         key = tuple((p, p.stat().st_mtime) for p in images if p.exists())
         if getattr(self, "_images_key", None) == key:
             return
@@ -371,6 +491,10 @@ def job_page_html(summary: dict[str, Any], home: Path) -> str:
                      f"<pre style='white-space: pre-wrap'>{html.escape(summary['error'])}</pre>"
                      "<p>Fix the cause, then press Retry: finished steps are not repeated.</p></div>")
     metrics = summary["metrics"]
+    if "float" in metrics and "int8" in metrics and "map50" in metrics["int8"]:
+        parts.append(f"<p>On photos the model never saw, it finds the objects with a score (mAP@0.5) of "
+                     f"<b>{metrics['int8']['map50']:.1%}</b> on the robot vs {metrics['float']['map50']:.1%} "
+                     "before conversion.</p>")
     if "float" in metrics and "int8" in metrics and "accuracy" in metrics["int8"]:
         parts.append(f"<p>Accuracy on photos the model never saw: <b>{metrics['int8']['accuracy']:.1%}</b> on the "
                      f"robot (Edge TPU model) vs {metrics['float']['accuracy']:.1%} before conversion.</p>")

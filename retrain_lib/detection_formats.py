@@ -79,13 +79,10 @@ def detect_detection_format(root: Path) -> str | None:
 
 
 def read_detection(root: Path, fmt: str | None = None) -> DetectionRead:
-    """Reads the annotations under `root` in `fmt` (detected when None)."""
-    fmt = fmt or detect_detection_format(root)
+    """Reads the annotations under `root` in `fmt` (detected when None; photos without any annotation file
+    are read as Pascal VOC with every image unannotated, so the dashboard can offer to draw the boxes)."""
+    fmt = fmt or detect_detection_format(root) or "voc"
     readers = {"voc": from_pascal_voc, "coco": from_coco, "yolo": from_yolo, "csv": from_csv}
-    if fmt not in readers:
-        return DetectionRead("none", problems=[Problem(root.name, "holds no annotation files",
-                                                       "add Pascal VOC .xml, a COCO .json, YOLO labels/ with "
-                                                       "classes.txt or data.yaml, or a CSV of boxes")])
     return readers[fmt](root)
 
 

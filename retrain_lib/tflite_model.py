@@ -9,6 +9,7 @@ import numpy as np
 
 ALLOWED_QUANTIZED_TYPES = ("int8", "uint8")
 BIASED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+DETECTION_TAIL = ("DEQUANTIZE", "TFLite_Detection_PostProcess")
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,12 @@ def classify_batch(interpreter, images: np.ndarray) -> np.ndarray:
     return np.stack(scores)
 
 
-def tensor_type_problems(model_path: Path) -> list[str]:
+def tensor_type_problems(model_path: Path, allow_detection_tail: bool = False) -> list[str]:
     """Tensors of a supposedly full-integer model that are not int8/uint8.
 
     Allowed besides: int32 biases of convolutions and fully connected layers, and int32 constant
-    parameters such as a MEAN's axis or a RESHAPE's shape (they are not activations).
+    parameters such as a MEAN's axis or a RESHAPE's shape (they are not activations); with
+    `allow_detection_tail`, the float tensors of the DEQUANTIZE -> TFLite_Detection_PostProcess tail.
 
     Returns:
         One line per offending tensor; empty when the model is fully quantized.
@@ -74,11 +76,18 @@ def tensor_type_problems(model_path: Path) -> list[str]:
     ops = interpreter._get_ops_details()
     biases = {op["inputs"][2] for op in ops if op["op_name"] in BIASED_OPS and len(op["inputs"]) > 2}
     activations = {t for op in ops for t in op["outputs"]} | {d["index"] for d in interpreter.get_input_details()}
+    tail = set()
+    if allow_detection_tail:
+        for op in ops:
+            if op["op_name"] in DETECTION_TAIL:
+                tail.update(t for t in list(op["inputs"]) + list(op["outputs"]) if t >= 0)
     problems = []
     for tensor in interpreter.get_tensor_details():
         dtype = np.dtype(tensor["dtype"]).name
         index = tensor["index"]
         if dtype in ALLOWED_QUANTIZED_TYPES or (dtype == "int32" and (index in biases or index not in activations)):
+            continue
+        if index in tail and dtype == "float32":
             continue
         problems.append(f"tensor {index} '{tensor['name']}' is {dtype}")
     return problems

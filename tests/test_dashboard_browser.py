@@ -164,3 +164,48 @@ def test_upload_preview_launch_and_collect(dashboard, browser, tmp_path):
     download.value.save_as(saved)
     assert saved.read_bytes()[4:8] == b"TFL3"
     page.close()
+
+
+def test_draw_a_box_and_it_is_saved_as_pascal_voc(dashboard, browser, tmp_path):
+    from PIL import Image
+
+    from retrain_lib.detection_formats import from_pascal_voc
+
+    url, home = dashboard
+    archive = tmp_path / "objects.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(3):
+            path = tmp_path / f"photo{i}.jpg"
+            Image.new("RGB", (320, 240), (40 * i, 120, 200)).save(path)
+            zf.write(path, f"objects/photo{i}.jpg")
+    page = browser.new_page(viewport={"width": 1200, "height": 1200})
+    page.goto(f"{url}?token={TOKEN}")
+    page.wait_for_selector("text=Coral model trainer", timeout=60000)
+    _upload(page, archive)
+    page.wait_for_selector(".problems", timeout=60000)
+    page.click("button:has-text('Find objects with boxes')")
+    page.wait_for_selector("text=Draw the boxes", timeout=60000)
+    page.get_by_label("Classes").fill("cup")
+    page.get_by_label("Classes").press("Enter")
+    image = page.locator(".annotator img").first
+    image.wait_for(timeout=30000)
+    box = image.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.25)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.75, steps=8)
+    page.mouse.up()
+    page.screenshot(path=str(ARTIFACTS / "6_annotating.png"), full_page=True)
+    page.locator(".annotator button:has-text('Submit')").click()
+    uploads = home / "uploads"
+    deadline = time.monotonic() + 30
+    saved = []
+    while time.monotonic() < deadline and not saved:
+        saved = list(uploads.rglob("photo0.xml"))
+        time.sleep(0.3)
+    assert saved, "the drawn box must be saved as Pascal VOC beside the photo"
+    annotated = [a for a in from_pascal_voc(saved[0].parent.parent).images if a.boxes]
+    assert len(annotated) == 1 and len(annotated[0].boxes) == 1
+    drawn = annotated[0].boxes[0]
+    assert drawn.label == "cup"
+    assert 0.3 * 320 < drawn.xmax - drawn.xmin < 0.5 * 320 and 0.4 * 240 < drawn.ymax - drawn.ymin < 0.6 * 240
+    page.close()

@@ -16,10 +16,17 @@ def test_every_stage_declares_job_dir_and_typed_parameters():
         assert all(spec.type_name in ("int", "float", "str", "bool") for spec in specs.values()), stage
 
 
-def test_train_notebook_defaults_build_a_train_config():
-    defaults = {k: v for k, v in stage_defaults("02_train").items() if k != "job_dir"}
-    config = TrainConfig(**defaults)
+def test_train_notebook_defaults_build_both_configs():
+    from dataclasses import fields
+
+    from retrain_lib.detector import DetectorConfig
+
+    defaults = stage_defaults("02_train")
+    config = TrainConfig(**{f.name: defaults[f.name] for f in fields(TrainConfig)})
     assert config.input_size == 160 and config.fine_tune is True
+    detector = DetectorConfig(**{f.name: defaults[f.name if f.name == "seed" else f"detection_{f.name}"]
+                                 for f in fields(DetectorConfig)})
+    assert detector.input_size == 320
 
 
 def test_command_line_strings_are_coerced():

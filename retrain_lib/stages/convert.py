@@ -44,6 +44,11 @@ class ConvertResult:
     confusion_plot: Path
     edgetpu: dict[str, Any]
 
+    @property
+    def summary(self) -> str:
+        return (f"test accuracy: float {self.float_metrics['accuracy']:.3f}, int8 {self.int8_metrics['accuracy']:.3f};"
+                f" int8/float top-1 agreement {self.agreement:.1%}")
+
 
 def run_convert(job_dir: Path, input_size: int, representative_images: int = 200,
                 min_int8_agreement: float = 0.95, seed: int = 42, compile_edgetpu: bool = True,

@@ -28,6 +28,15 @@ class TrainStageResult:
     confusion_plot: Path
     timings: dict[str, float]
 
+    @property
+    def plots(self) -> list[Path]:
+        return [self.curves_plot, self.confusion_plot]
+
+    @property
+    def summary(self) -> str:
+        return (f"float model: validation accuracy {self.metrics['val']['accuracy']:.3f}, "
+                f"test accuracy {self.metrics['test']['accuracy']:.3f}")
+
 
 def run_train(job_dir: Path, config: TrainConfig) -> TrainStageResult:
     """Trains on `job_dir/dataset` and writes `job_dir/model` (model, history, plots)."""
@@ -35,7 +44,7 @@ def run_train(job_dir: Path, config: TrainConfig) -> TrainStageResult:
     dataset = load_dataset(job_dir / "dataset")
     weights = choose_mobilenet_v2_weights()
     if not weights.pretrained:
-        _put_warning_first(job_dir, weights.source)
+        put_warning_first(job_dir, weights.source)
     result = train_classifier(dataset, config, weights,
                               progress=lambda phase, step, total: write_progress(job_dir, "train", phase, step, total))
     model_dir = job_dir / "model"
@@ -62,7 +71,8 @@ def run_train(job_dir: Path, config: TrainConfig) -> TrainStageResult:
                             result.timings)
 
 
-def _put_warning_first(job_dir: Path, warning: str) -> None:
+def put_warning_first(job_dir: Path, warning: str) -> None:
+    """Puts `warning` as the first key of the job report, where a reader sees it first."""
     with editing_report(job_dir) as report:
         rest = {k: v for k, v in report.items() if k != "warning"}
         report.clear()
