@@ -87,10 +87,12 @@ def assemble_context(export_dir: Path, context_dir: Path, build_ca: str = "") ->
 
 
 def _normalise_mtimes(folder: Path) -> None:
-    """The legacy builder hashes file metadata; fixed times keep unchanged layers cached."""
+    """Fixed times (the legacy builder hashes metadata, so unchanged layers stay cached) and readable modes
+    (the image runs as a non-root user)."""
     import os
 
     for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
         os.utime(path, (0, 0), follow_symlinks=False)
 
 

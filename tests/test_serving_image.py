@@ -151,9 +151,11 @@ def test_image_ref_and_context(tmp_path):
     export = tmp_path / "export"
     export.mkdir()
     (export / "model_int8.tflite").write_bytes(b"m")
+    (export / "model_int8.tflite").chmod(0o600)
     context = assemble_context(export, tmp_path / "ctx")
     assert (context / "Dockerfile").exists() and (context / "app" / "server.py").exists()
     assert (context / "model" / "model_int8.tflite").read_bytes() == b"m"
+    assert all(p.stat().st_mode & 0o004 for p in context.rglob("*")), "the non-root user must read every file"
     assert not (context / "build-ca.pem").exists()
     with pytest.raises(InputError, match="build_ca"):
         assemble_context(export, tmp_path / "ctx2", build_ca=str(tmp_path / "missing.pem"))
