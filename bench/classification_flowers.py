@@ -32,10 +32,12 @@ INPUT_SIZE = 160
 
 
 def run_our_job(job_dir: Path) -> dict:
+    from bench.detection_raccoon import package_overrides
     from retrain_lib.pipeline import run_job
 
     start = time.perf_counter()
-    report = run_job("classification", FLOWERS, job_dir, {"duplicate_conflicts": "exclude"}, log=print)
+    report = run_job("classification", FLOWERS, job_dir, {"duplicate_conflicts": "exclude", **package_overrides()},
+                     log=print)
     wall = time.perf_counter() - start
     stages = {name: (datetime.fromisoformat(s["end"]) - datetime.fromisoformat(s["start"])).total_seconds()
               for name, s in report["stages"].items()}
