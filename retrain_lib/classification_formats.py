@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from retrain_lib.errors import Problem
-from retrain_lib.images import is_image_name
+from retrain_lib.images import images_by_name, is_image_name
 
 SPLIT_FOLDER_NAMES = {
     "train": "train", "training": "train",
@@ -118,7 +118,7 @@ def from_csv(root: Path, csv_path: Path, extra_csvs: list[Path] | None = None) -
     result = ReadResult(layout=f"CSV of labels ({csv_path.name})")
     for extra in extra_csvs or []:
         result.notes.append(f"{extra.name}: a second CSV file, ignored (only {csv_path.name} is read)")
-    by_name = _images_by_name(root)
+    by_name = images_by_name(root)
     try:
         rows = list(csv.reader(csv_path.read_text(encoding="utf-8-sig").splitlines()))
     except UnicodeDecodeError as err:
@@ -164,14 +164,6 @@ def _resolve_csv_path(root: Path, csv_dir: Path, ref: str, by_name: dict[str, li
             return _relative(candidate, root)
     matches = by_name.get(PurePosixPath(ref_posix).name, [])
     return matches[0] if len(matches) == 1 else None
-
-
-def _images_by_name(root: Path) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for path in root.rglob("*"):
-        if path.is_file() and is_image_name(path) and not any(_is_hidden(p) for p in path.relative_to(root).parts):
-            found.setdefault(path.name, []).append(_relative(path, root))
-    return found
 
 
 def _is_header(row: list[str]) -> bool:

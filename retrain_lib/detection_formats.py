@@ -19,7 +19,7 @@ from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
 from retrain_lib.errors import Problem
-from retrain_lib.images import is_image_name
+from retrain_lib.images import images_by_name
 
 CSV_SPLITS = {"TRAIN": "train", "VALIDATION": "val", "VAL": "val", "TEST": "test", "UNASSIGNED": None}
 
@@ -86,14 +86,6 @@ def read_detection(root: Path, fmt: str | None = None) -> DetectionRead:
     return readers[fmt](root)
 
 
-def _images_by_name(root: Path) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for path in root.rglob("*"):
-        if path.is_file() and is_image_name(path) and not any(p.startswith(".") for p in path.relative_to(root).parts):
-            found.setdefault(path.name, []).append(path.relative_to(root).as_posix())
-    return found
-
-
 def _resolve(root: Path, near: Path, ref: str, by_name: dict[str, list[str]]) -> str | None:
     ref = ref.replace("\\", "/")
     pure = PurePosixPath(ref)
@@ -109,7 +101,7 @@ def _resolve(root: Path, near: Path, ref: str, by_name: dict[str, list[str]]) ->
 def from_pascal_voc(root: Path) -> DetectionRead:
     """Reads every `*.xml` VOC annotation (LabelImg, CVAT); the image is found by <filename> or <path>."""
     result = DetectionRead("Pascal VOC XML")
-    by_name = _images_by_name(root)
+    by_name = images_by_name(root)
     annotated = set()
     for xml_path in sorted(root.rglob("*.xml")):
         rel = xml_path.relative_to(root).as_posix()
@@ -189,7 +181,7 @@ def _looks_like_coco(path: Path) -> bool:
 def from_coco(root: Path) -> DetectionRead:
     """Reads COCO JSON files (CVAT, Label Studio): bbox [x, y, width, height] in pixels."""
     result = DetectionRead("COCO JSON")
-    by_name = _images_by_name(root)
+    by_name = images_by_name(root)
     annotated = set()
     for json_path in sorted(p for p in root.rglob("*.json") if _looks_like_coco(p)):
         rel = json_path.relative_to(root).as_posix()
@@ -234,7 +226,7 @@ def from_yolo(root: Path) -> DetectionRead:
     """Reads YOLO txt labels (`class cx cy w h`, normalised) with names from data.yaml or classes.txt."""
     result = DetectionRead("YOLO txt")
     result.classes = _yolo_names(root, result)
-    by_name = _images_by_name(root)
+    by_name = images_by_name(root)
     stems = {}
     for names in by_name.values():
         for rel in names:
@@ -308,7 +300,7 @@ def from_csv(root: Path) -> DetectionRead:
     such files exist, other CSV files are ignored (with a note), since they usually repeat the same rows.
     """
     result = DetectionRead("CSV of boxes")
-    by_name = _images_by_name(root)
+    by_name = images_by_name(root)
     per_image: dict[str, AnnotatedImage] = {}
     box_csvs = sorted(p for p in root.rglob("*.csv") if _csv_has_boxes(p))
     by_split = {p: _split_of_name(p.stem) for p in box_csvs}

@@ -110,3 +110,12 @@ def load_for_model(path: Path, input_size: int) -> np.ndarray:
     """Decodes `path` and returns the model's uint8 input of shape (input_size, input_size, 3)."""
     rgb, _ = load_rgb(path)
     return resize_for_model(rgb, input_size)
+
+
+def images_by_name(root: Path) -> dict[str, list[str]]:
+    """Image files under `root` (hidden ones left out), by file name: name -> paths relative to `root`."""
+    found: dict[str, list[str]] = {}
+    for path in root.rglob("*"):
+        if path.is_file() and is_image_name(path) and not any(p.startswith(".") for p in path.relative_to(root).parts):
+            found.setdefault(path.name, []).append(path.relative_to(root).as_posix())
+    return found

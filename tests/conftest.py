@@ -18,6 +18,32 @@ FLOWERS_DIR = SHARED_DIR / "datasets" / "flowers_128px" / "flowers"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_health(port: int, timeout_s: float = 60, describe=lambda: "") -> None:
+    """Waits until http://127.0.0.1:PORT/health answers 200; fails the test with `describe()` otherwise."""
+    import http.client
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"nothing answered /health on port {port} within {timeout_s:.0f} s. {describe()}")
+
+
 def write_image(path: Path, seed: int = 0, size: tuple[int, int] = (40, 32), mode: str = "RGB",
                 fmt: str | None = None) -> Path:
     """Writes a random image of `mode`; distinct seeds give distinct bytes."""

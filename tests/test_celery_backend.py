@@ -16,22 +16,16 @@ import pytest
 from retrain_lib.report import read_report
 from retrain_lib.synthetic import make_shapes_classification
 from scheduler.jobs import open_store, submit_job
-from tests.conftest import PROJECT_DIR
+from tests.conftest import PROJECT_DIR, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def redis_url(tmp_path):
     server = shutil.which("redis-server")
     assert server, "redis-server must be installed (run-tests installs it with scripts/services.sh)"
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
                                 "--appendonly", "no", "--dir", str(tmp_path)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from retrain_lib.synthetic import make_shapes_classification
-from tests.conftest import HOST_CA_BUNDLE, PROJECT_DIR, TEST_BASE_IMAGE, TEST_REGISTRY
+from tests.conftest import HOST_CA_BUNDLE, PROJECT_DIR, TEST_BASE_IMAGE, TEST_REGISTRY, free_port
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -26,16 +25,10 @@ ARTIFACTS = PROJECT_DIR / "test-artifacts" / "dashboard"
 TOKEN = "test-token-123"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
     home = tmp_path_factory.mktemp("dashboard-home")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RETRAIN_HOME": str(home)}
     command = [sys.executable, "-m", "retrain_lib.cli", "dashboard", "--port", str(port), "--token", TOKEN,
                "--registry", f"{TEST_REGISTRY}/tests/dashboard", "--base-image", TEST_BASE_IMAGE,

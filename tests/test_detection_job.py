@@ -5,8 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import socket
-import time
 import uuid
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from retrain_lib.packaging import docker_client
 from retrain_lib.pipeline import run_job
 from retrain_lib.report import read_report
 from retrain_lib.tflite_model import input_quantization, make_interpreter, op_names, tensor_type_problems
-from tests.conftest import SHARED_DIR, package_settings
+from tests.conftest import SHARED_DIR, free_port, package_settings, wait_for_health
 
 pytestmark = pytest.mark.slow
 RACCOON = SHARED_DIR / "datasets" / "raccoon_dataset"
@@ -82,29 +80,15 @@ def test_interpreter_returns_boxes_in_range(detection_job):
         assert np.all((scores >= 0) & (scores <= 1))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_robot_image_detects_like_the_model_in_process(detection_job):
     client = docker_client()
     assert client is not None, "the Docker engine must run (run-tests starts it)"
     image = read_report(detection_job)["packaging"]["image"]
-    port = _free_port()
+    port = free_port()
     container = client.containers.run(image, detach=True, network_mode="host",
                                       environment={"HOST": "127.0.0.1", "PORT": str(port)})
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.3)
+        wait_for_health(port, describe=lambda: container.logs().decode()[-2000:])
         dataset = load_detection_dataset(detection_job / "dataset")
         records = dataset.split("test")[:4]
         interpreter = make_interpreter(detection_job / "export" / "model_int8.tflite")

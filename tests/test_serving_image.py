@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,14 +16,9 @@ from retrain_lib.model_manifest import sha256_file
 from retrain_lib.packaging import assemble_context, docker_client, image_ref, robot_commands
 from retrain_lib.report import read_report
 from retrain_lib.tflite_model import classify_batch, make_interpreter
+from tests.conftest import free_port, wait_for_health
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _post(port: int, path: str, body: bytes, content_type: str = "image/png"):
@@ -59,19 +52,11 @@ def served(engine, flowers_job):
         engine.images.remove(tag, force=True)
     assert not engine.images.list(name=repository)
     engine.images.pull(repository, tag=image.rsplit(":", 1)[1])
-    port = _free_port()
+    port = free_port()
     container = engine.containers.run(image, detach=True, network_mode="host",
                                       environment={"HOST": "127.0.0.1", "PORT": str(port)})
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if _get(port, "/health")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            pytest.fail(f"the container never answered /health: {container.logs().decode()[-2000:]}")
+        wait_for_health(port, describe=lambda: container.logs().decode()[-2000:])
         yield port, container, packaging
     finally:
         container.remove(force=True)
