@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="skip stages that already succeeded in --job-dir")
     run.set_defaults(handler=_run)
 
-    demo = commands.add_parser("demo", help="run a whole job on a generated shapes dataset")
+    demo = commands.add_parser("demo", help="run a whole job on a generated shapes dataset (no image unless "
+                                          "--set build_image=true)")
     demo.add_argument("--job-dir", type=Path, default=None)
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     demo.set_defaults(handler=_demo)
@@ -124,7 +125,7 @@ def _demo(args: argparse.Namespace) -> int:
     job_dir = args.job_dir or Path(tempfile.mkdtemp(prefix="retrain-demo-"))
     data_dir = make_shapes_classification(job_dir.parent / f"{job_dir.name}-data", images_per_class=40)
     print(f"Generated a shapes dataset in {data_dir}")
-    overrides = ["input_size=96", "head_epochs=10", "fine_tune_epochs=3", *args.set]
+    overrides = ["input_size=96", "head_epochs=10", "fine_tune_epochs=3", "build_image=false", *args.set]
     return _run(argparse.Namespace(task="classification", data=data_dir, job_dir=job_dir, set=overrides,
                                    resume=False))
 
