@@ -127,8 +127,8 @@ def test_upload_preview_launch_and_collect(dashboard, browser, tmp_path):
 
     page.click("button:has-text('Quick')")
     page.click("text=Advanced settings")
-    page.get_by_label("Head epochs").fill("3")
-    page.get_by_label("Fine-tune epochs").fill("1")
+    page.get_by_label("Head epochs").fill("15")
+    page.get_by_label("Fine-tune epochs").fill("2")
     page.get_by_label("Fine-tune epochs").press("Enter")
     page.click("button:has-text('Launch training')")
     page.wait_for_selector("h3:has-text('Job ')", timeout=30000)
