@@ -101,9 +101,10 @@ def inspect_image(path: Path) -> ImageInfo:
 
 
 def resize_for_model(image: Image.Image, input_size: int) -> np.ndarray:
-    """Applies the contract's resize: the whole RGB image to a square uint8 array."""
-    resized = image.resize((input_size, input_size), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.uint8)
+    """Applies the contract's resize: the whole RGB image to a square uint8 array (no-op at the right size)."""
+    if image.size != (input_size, input_size):
+        image = image.resize((input_size, input_size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def load_for_model(path: Path, input_size: int) -> np.ndarray:

@@ -98,6 +98,7 @@ class ModelRunner:
         self._interpreter, path, accelerator, note = make_interpreter(model_dir, num_threads)
         self._lock = threading.Lock()
         self._input = self._interpreter.get_input_details()[0]
+        self._outputs = self._interpreter.get_output_details()  # built once: the interpreter makes new dicts
         _, height, width, _ = self._input["shape"]
         self.info = ModelInfo(self.task, self.labels, int(width), int(height), accelerator, path.name,
                               hashlib.sha256(path.read_bytes()).hexdigest(), note)
@@ -108,7 +109,7 @@ class ModelRunner:
         with self._lock:
             self._interpreter.set_tensor(self._input["index"], model_input[None])
             self._interpreter.invoke()
-            return [self._interpreter.get_tensor(d["index"]).copy() for d in self._interpreter.get_output_details()]
+            return [self._interpreter.get_tensor(d["index"]).copy() for d in self._outputs]
 
     def prepare(self, image: Image.Image) -> np.ndarray:
         return to_model_input(image, self.info.input_width, self.info.input_height)
@@ -116,7 +117,7 @@ class ModelRunner:
     def classify(self, image: Image.Image, top_k: int = 5) -> list[Class]:
         """Scores of every class, best first, at most `top_k`."""
         raw = self.invoke(self.prepare(image))[0][0].astype(np.float32)
-        scale, zero_point = self._interpreter.get_output_details()[0]["quantization"]
+        scale, zero_point = self._outputs[0]["quantization"]
         scores = (raw - zero_point) * scale if scale else raw
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [Class(int(i), self.labels[i], float(scores[i])) for i in order]

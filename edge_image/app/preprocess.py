@@ -48,4 +48,6 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def to_model_input(image: Image.Image, width: int, height: int) -> np.ndarray:
     """Resizes the whole RGB image to the model's input: uint8 array (height, width, 3)."""
-    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
