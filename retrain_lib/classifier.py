@@ -144,9 +144,9 @@ def train_classifier(dataset: Dataset, config: TrainConfig, weights: WeightsChoi
     pooled_train = pool(upper.predict(act_train, batch_size=128, verbose=0)).numpy()
     pooled_val = pool(upper.predict(act_val, batch_size=128, verbose=0)).numpy()
     head_model = keras.Sequential([keras.Input(pooled_train.shape[1:]), head[1], head[2]])
+    # the head sees every cached view each epoch (measured better on flowers than one view per epoch)
     history = _fit(head_model, pooled_train, y_train_all, pooled_val, y_val, num_classes, config,
-                   config.head_learning_rate, config.head_epochs, "head", progress,
-                   views_per_image=1 + config.augment_views)
+                   config.head_learning_rate, config.head_epochs, "head", progress)
     phase_epochs = {"head": len(history["loss"])}
     timings["train_head_s"] = time.perf_counter() - t
 

@@ -82,6 +82,19 @@ def test_pulled_image_answers_like_the_int8_model_in_process(served, flowers_job
         assert answer["predictions"][0]["label"] == dataset.classes[want]
 
 
+def test_top_k_beyond_the_classes_gives_all_classes(served):
+    port, _container, _ = served
+    status, answer = _post(port, "/v1/classify?top_k=50", _any_flower(), "image/jpeg")
+    assert status == 200 and len(answer["predictions"]) == 3
+    assert _post(port, "/v1/classify?top_k=0", _any_flower(), "image/jpeg")[0] == 400
+
+
+def _any_flower() -> bytes:
+    from tests.conftest import FLOWERS_DIR
+
+    return next((FLOWERS_DIR / "daisy").glob("*.jpg")).read_bytes()
+
+
 def test_model_route_reports_cpu_and_the_model_hash(served, flowers_job):
     port, _container, _ = served
     status, body = _get(port, "/v1/model")

@@ -100,7 +100,7 @@ def make_handler(runner: ModelRunner, metrics: Metrics, max_body_bytes: int):
         def _classify(self, query):
             if runner.task != "classification":
                 raise RequestError(400, f"this model is a {runner.task} model; use /v1/detect")
-            top_k = _int_option(query, "top_k", 5, 1, len(runner.labels))
+            top_k = min(_int_option(query, "top_k", 5, 1, 100_000), len(runner.labels))  # more than there are: all
             image = self._read_image()
             start = time.perf_counter()
             results = runner.classify(image, top_k)
