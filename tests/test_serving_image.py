@@ -50,7 +50,8 @@ def served(engine, flowers_job):
     repository = image.rsplit(":", 1)[0]
     for tag in (image, f"{repository}:latest"):
         engine.images.remove(tag, force=True)
-    assert not engine.images.list(name=repository)
+    local_tags = {t for img in engine.images.list(name=repository) for t in img.tags}
+    assert image not in local_tags and f"{repository}:latest" not in local_tags
     engine.images.pull(repository, tag=image.rsplit(":", 1)[1])
     port = free_port()
     container = engine.containers.run(image, detach=True, network_mode="host",
