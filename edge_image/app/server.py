@@ -172,22 +172,19 @@ def _multipart_file(content_type: str, body: bytes) -> bytes:
 
 
 def _int_option(query, name: str, default: int, low: int, high: int) -> int:
-    raw = query.get(name, [str(default)])[0]
-    try:
-        value = int(raw)
-    except ValueError as err:
-        raise RequestError(400, f"{name}={raw!r} is not a whole number") from err
-    if not low <= value <= high:
-        raise RequestError(400, f"{name}={value} is outside {low}..{high}")
-    return value
+    return _number_option(query, name, default, low, high, int, "a whole number")
 
 
 def _float_option(query, name: str, default: float, low: float, high: float) -> float:
+    return _number_option(query, name, default, low, high, float, "a number")
+
+
+def _number_option(query, name: str, default, low, high, kind, what: str):
     raw = query.get(name, [str(default)])[0]
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError as err:
-        raise RequestError(400, f"{name}={raw!r} is not a number") from err
+        raise RequestError(400, f"{name}={raw!r} is not {what}") from err
     if not low <= value <= high:
         raise RequestError(400, f"{name}={value} is outside {low}..{high}")
     return value
