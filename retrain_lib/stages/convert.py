@@ -118,11 +118,14 @@ def run_convert(job_dir: Path, input_size: int, representative_images: int = 200
 
 def _agreement_images(test_images: np.ndarray, dataset, input_size: int, train_images: np.ndarray,
                       calibration: np.ndarray) -> np.ndarray:
-    """Test images first, then val and the training images calibration did not use (at most 1000 in all).
+    """Test images first, then val, then training images not used for calibration, then the calibration ones
+    (at most 1000 in all).
 
-    Agreement needs no labels, so every image the calibration did not see counts.
+    Agreement needs no labels, and calibration only sets the activation ranges, so every image counts; on small
+    datasets a gate over the held-out images alone would judge a handful of images.
     """
     val_images, _ = load_images(dataset, "val", input_size)
-    unused = train_images[np.setdiff1d(np.arange(len(train_images)), calibration)]
+    unused = np.setdiff1d(np.arange(len(train_images)), calibration)
+    ordered = np.concatenate([train_images[unused], train_images[calibration]])
     limit = max(MAX_AGREEMENT_IMAGES, len(test_images))
-    return np.concatenate([test_images, val_images, unused])[:limit]
+    return np.concatenate([test_images, val_images, ordered])[:limit]
