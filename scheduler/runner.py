@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from retrain_lib.parameters import STAGES
-from retrain_lib.report import mark_stage, read_report, start_job
+from retrain_lib.report import finish_job, mark_stage, read_report, start_job
 from scheduler.store import CANCELLED, FAILED, RUNNING, SUCCEEDED, Job, JobStore
 
 STAGE_QUEUES = {"01_upload": "cpu", "02_train": "gpu", "03_convert": "cpu", "04_package": "docker"}
@@ -99,14 +99,8 @@ def run_job_stages(store: JobStore, job: Job, worker: str,
             store.finish(job.id, status, error, stage)
             return status
     store.finish(job.id, SUCCEEDED)
-    _finish_report(Path(job.job_dir))
+    finish_job(Path(job.job_dir))
     return SUCCEEDED
-
-
-def _finish_report(job_dir: Path) -> None:
-    from retrain_lib.report import finish_job
-
-    finish_job(job_dir)
 
 
 def recover_dead_workers(store: JobStore) -> list[str]:

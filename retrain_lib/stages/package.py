@@ -22,7 +22,7 @@ from retrain_lib.packaging import (
     robot_commands,
     save_image,
 )
-from retrain_lib.report import read_report, update_report
+from retrain_lib.report import update_report
 
 TARBALL_NAME = "image.tar.gz"
 
@@ -114,8 +114,3 @@ def _build_and_ship(client, job_dir: Path, export_dir: Path, manifest: dict[str,
     commands = robot_commands(ref, manifest["task"], pushed=bool(registry))
     log(f"image {ref.name} ready" + (f", pushed as {digest}" if digest else f", saved to {tarball}"))
     return PackageResult("built", ref.name, digest, tarball, commands, timings_s=timings)
-
-
-def package_summary(job_dir: Path) -> dict[str, Any]:
-    """The packaging section of the job's report."""
-    return read_report(job_dir).get("packaging", {})
