@@ -105,7 +105,7 @@ def summarise(ours: dict, baseline: dict | None) -> str:
     t = ours["training_timings_s"]
     our_frozen_epoch = t["train_head_s"] / max(ours["epochs"]["head"], 1)
     lines = [
-        f"- Whole job (3 stages, papermill): **{ours['wall_s']:.0f} s**; per stage: "
+        f"- Whole job ({len(ours['stage_s'])} stages, papermill): **{ours['wall_s']:.0f} s**; per stage: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in ours["stage_s"].items()),
         f"- Training inside 02_train: {t['train_total_s']:.0f} s (images {t['load_images_s']:.0f} s, cached "
         f"activations {t['cache_activations_s']:.0f} s, head {t['train_head_s']:.0f} s over {ours['epochs']['head']} "
