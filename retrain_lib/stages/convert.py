@@ -29,6 +29,31 @@ MODEL_INT8_NAME = "model_int8.tflite"
 MAX_AGREEMENT_IMAGES = 1000
 
 
+def new_staging(job_dir: Path) -> Path:
+    """An empty `job_dir/.export.partial` where the bundle is assembled before `publish_export`."""
+    staging = job_dir / ".export.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def write_bundle(staging: Path, task: str, input_size: int, interpreter, classes: list[str],
+                 summary: dict[str, Any], job_id: str, edgetpu: dict[str, Any]) -> None:
+    """The files beside the int8 model: Edge TPU report, labels, and last the manifest hashing them all."""
+    write_edgetpu_report(staging, edgetpu)
+    write_labels(staging, classes)
+    write_model_manifest(staging, task, input_size, input_quantization(interpreter), output_quantization(interpreter),
+                         classes, summary, job_id)
+
+
+def publish_export(job_dir: Path, staging: Path) -> Path:
+    """Replaces `job_dir/export` by the assembled staging folder in one rename; returns the export folder."""
+    export_dir = job_dir / "export"
+    shutil.rmtree(export_dir, ignore_errors=True)
+    staging.rename(export_dir)
+    return export_dir
+
+
 class QualityGateError(RuntimeError):
     """The int8 model strays too far from the float model to ship."""
 
@@ -70,9 +95,7 @@ def run_convert(job_dir: Path, input_size: int, representative_images: int = 200
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(train_images), size=min(representative_images, len(train_images)), replace=False)
 
-    staging = job_dir / ".export.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = new_staging(job_dir)
     model_path = convert_to_int8(model, train_images[np.sort(pick)], staging / MODEL_INT8_NAME)
     untyped = tensor_type_problems(model_path)
     if untyped:
@@ -91,16 +114,11 @@ def run_convert(job_dir: Path, input_size: int, representative_images: int = 200
                                "confusion_int8.png", "Test split, int8 model")
 
     edgetpu = edgetpu_report(model_path, staging, compile_edgetpu, compiler_image, compiler_timeout_s)
-    write_edgetpu_report(staging, edgetpu)
-    write_labels(staging, dataset.classes)
     summary = {"float": {"accuracy": float_metrics["accuracy"]},
                "int8": {"accuracy": int8_metrics["accuracy"], "agreement_with_float": agreement},
                "test_images": int(len(test_labels)), "agreement_images": int(len(check_images))}
-    write_model_manifest(staging, "classification", input_size, input_quantization(interpreter),
-                         output_quantization(interpreter), dataset.classes, summary, job_dir.name)
-    export_dir = job_dir / "export"
-    shutil.rmtree(export_dir, ignore_errors=True)
-    staging.rename(export_dir)
+    write_bundle(staging, "classification", input_size, interpreter, dataset.classes, summary, job_dir.name, edgetpu)
+    export_dir = publish_export(job_dir, staging)
     update_report(job_dir,
                   metrics={"int8": {"accuracy": int8_metrics["accuracy"], "agreement_with_float": agreement,
                                     "agreement_images": int(len(check_images)),

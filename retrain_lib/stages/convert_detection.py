@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,10 @@ from retrain_lib.detection_formats import Box
 from retrain_lib.detection_metrics import coco_map
 from retrain_lib.detector import DetectionImages, predict_float
 from retrain_lib.detector_export import detect_batch, export_detector_int8
-from retrain_lib.edgetpu_step import edgetpu_report, write_edgetpu_report
-from retrain_lib.model_manifest import write_labels, write_model_manifest
+from retrain_lib.edgetpu_step import edgetpu_report
 from retrain_lib.report import update_report
-from retrain_lib.stages.convert import MODEL_INT8_NAME, QualityGateError
-from retrain_lib.tflite_model import input_quantization, make_interpreter, output_quantization, tensor_type_problems
+from retrain_lib.stages.convert import MODEL_INT8_NAME, QualityGateError, new_staging, publish_export, write_bundle
+from retrain_lib.tflite_model import make_interpreter, tensor_type_problems
 
 
 @dataclass
@@ -55,9 +53,7 @@ def run_convert_detection(job_dir: Path, input_size: int, representative_images:
     rng = np.random.default_rng(seed)
     calibration = calibration[np.sort(rng.choice(len(calibration), min(representative_images, len(calibration)),
                                                  replace=False))]
-    staging = job_dir / ".export.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = new_staging(job_dir)
     model_path = export_detector_int8(model, anchors, len(dataset.classes), calibration, staging / MODEL_INT8_NAME)
     untyped = tensor_type_problems(model_path, allow_detection_tail=True)
     if untyped:
@@ -75,15 +71,10 @@ def run_convert_detection(job_dir: Path, input_size: int, representative_images:
                            predictions=_as_boxes(records, int8_predictions, dataset.classes))
 
     edgetpu = edgetpu_report(model_path, staging, compile_edgetpu, compiler_image, compiler_timeout_s)
-    write_edgetpu_report(staging, edgetpu)
-    write_labels(staging, dataset.classes)
     summary = {"float": {"map50": float_metrics["map50"], "map": float_metrics["map"]},
                "int8": {"map50": int8_metrics["map50"], "map": int8_metrics["map"]}, "test_images": len(records)}
-    write_model_manifest(staging, "detection", input_size, input_quantization(interpreter),
-                         output_quantization(interpreter), dataset.classes, summary, job_dir.name)
-    export_dir = job_dir / "export"
-    shutil.rmtree(export_dir, ignore_errors=True)
-    staging.rename(export_dir)
+    write_bundle(staging, "detection", input_size, interpreter, dataset.classes, summary, job_dir.name, edgetpu)
+    export_dir = publish_export(job_dir, staging)
     update_report(job_dir,
                   metrics={"int8": {"map50": int8_metrics["map50"], "map": int8_metrics["map"],
                                     "per_class": int8_metrics["per_class"]},
