@@ -326,6 +326,8 @@ class Dashboard:
         names = [n.strip() for n in change["new"].split(",") if n.strip()]
         if names:
             self.annotator.classes = names
+            if self.annotator.label not in names:
+                self.annotator.label = names[0]
 
     def _show_annotation_image(self) -> None:
         file = self.to_annotate[self.annotation_index]

@@ -180,6 +180,8 @@ def test_draw_a_box_and_it_is_saved_as_pascal_voc(dashboard, browser, tmp_path):
     page.wait_for_selector("text=Draw the boxes", timeout=60000)
     page.get_by_label("Classes").fill("cup")
     page.get_by_label("Classes").press("Enter")
+    # the class list reaches the drawing widget through the kernel; draw only once it shows there
+    page.locator(".annotator .class-label", has_text="cup").wait_for(timeout=30000)
     image = page.locator(".annotator img").first
     image.wait_for(timeout=30000)
     box = image.bounding_box()
