@@ -7,6 +7,11 @@ Training never runs the lower backbone more than once per image view:
 3. phase 2 (optional) fine-tunes the upper blocks and the head on the cached activations of the
    augmented views, at a lower learning rate, with BatchNormalization kept in inference mode (or, with
    `fine_tune_batchnorm`, adapting its statistics to the new images).
+With `int8_aware` (the default) the cached activations come from the full-int8 conversion of the lower
+backbone, calibrated on the very images the convert stage will calibrate the whole model on: the frozen
+blocks then quantize in the exported model exactly as in the cache, so the upper blocks and the head learn
+on what the int8 model computes (on flowers, post-training quantization of the frozen ImageNet blocks alone
+cost 3.5 points of accuracy). It is also about 5x faster than running the float lower backbone.
 Mixup (blending pairs of cached activations and their labels) regularises both phases.
 Both phases stop early on validation loss and keep their best weights. The exported model takes raw
 uint8-valued RGB (see `retrain_lib.images`), with the [-1, 1] scaling inside.
@@ -15,6 +20,7 @@ uint8-valued RGB (see `retrain_lib.images`), with the [-1, 1] scaling inside.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +31,8 @@ import numpy as np
 from retrain_lib.augment import augmented_view
 from retrain_lib.dataset import Dataset
 from retrain_lib.images import load_rgb, resize_for_model
+from retrain_lib.quantize import calibration_indices, convert_to_int8
+from retrain_lib.tflite_model import classify_batch, make_interpreter
 from retrain_lib.weights import WeightsChoice
 
 ProgressFn = Callable[[str, int, int], None]
@@ -49,6 +57,8 @@ class TrainConfig:
     patience: int
     fine_tune_batchnorm: bool
     seed: int
+    int8_aware: bool
+    representative_images: int
 
 
 @dataclass
@@ -58,6 +68,7 @@ class TrainResult:
     model: object
     history: dict[str, list[float]]
     phase_epochs: dict[str, int]
+    calibration: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -133,10 +144,13 @@ def train_classifier(dataset: Dataset, config: TrainConfig, weights: WeightsChoi
     timings["load_images_s"] = time.perf_counter() - start
 
     t = time.perf_counter()
-    act_train = np.concatenate([_activations(lower, x_train, config.batch_size)] +
-                               [_activations(lower, v, config.batch_size) for v in views])
+    calibration = calibration_indices(len(x_train), config.representative_images, config.seed)
+    with tempfile.TemporaryDirectory(prefix="lower-int8-") as tmp:
+        activations = (int8_activations(lower, x_train[calibration], Path(tmp)) if config.int8_aware
+                       else _float_activations(lower, config.batch_size))
+        act_train = np.concatenate([activations(x_train)] + [activations(v) for v in views])
+        act_val = activations(x_val)
     y_train_all = np.tile(y_train, 1 + config.augment_views)
-    act_val = _activations(lower, x_val, config.batch_size)
     timings["cache_activations_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -167,12 +181,27 @@ def train_classifier(dataset: Dataset, config: TrainConfig, weights: WeightsChoi
         timings["fine_tune_s"] = time.perf_counter() - t
     history["phase"] = ["head"] * phase_epochs["head"] + ["fine_tune"] * phase_epochs.get("fine_tune", 0)
     timings["train_total_s"] = time.perf_counter() - start
-    return TrainResult(model, history, phase_epochs, timings)
+    return TrainResult(model, history, phase_epochs, calibration, timings)
 
 
-def _activations(lower, images: np.ndarray, batch_size: int) -> np.ndarray:
-    scaled = images.astype(np.float32) / 127.5 - 1.0
-    return lower.predict(scaled, batch_size=max(batch_size, 64), verbose=0)
+def _float_activations(lower, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    def activations(images: np.ndarray) -> np.ndarray:
+        scaled = images.astype(np.float32) / 127.5 - 1.0
+        return lower.predict(scaled, batch_size=max(batch_size, 64), verbose=0)
+
+    return activations
+
+
+def int8_activations(lower, calibration_images: np.ndarray, work_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """The lower backbone as the int8 model will run it: converted like the whole model, outputs dequantized."""
+    import keras
+
+    inputs = keras.Input(lower.input_shape[1:], name="image")
+    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_to_unit")(inputs)
+    lower_model = keras.Model(inputs, lower(scaled), name="lower_backbone_uint8")
+    interpreter = make_interpreter(convert_to_int8(lower_model, calibration_images, work_dir / "lower.tflite",
+                                                   output_type="float32"))
+    return lambda images: classify_batch(interpreter, images)
 
 
 def _unfreeze(model, batchnorm: bool) -> None:

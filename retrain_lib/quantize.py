@@ -9,6 +9,14 @@ import numpy as np
 
 from retrain_lib.atomic import atomic_write_bytes
 
+CALIBRATION_FILE = "calibration.txt"  # in model/: the training images that calibrate the int8 ranges
+
+
+def calibration_indices(num_train: int, count: int, seed: int) -> np.ndarray:
+    """Which training images calibrate the int8 ranges: `count` of them drawn with `seed`, in order."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(num_train, size=min(count, num_train), replace=False))
+
 
 def fix_batch_one(model):
     """Wraps a Keras model so its input has the static shape (1, H, W, C) the Edge TPU needs."""

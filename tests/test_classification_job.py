@@ -31,6 +31,19 @@ def test_report_records_the_job(flowers_job):
     assert report["training"]["pretrained"] is True
 
 
+def test_calibration_images_chosen_by_training_are_training_images(flowers_job):
+    """int8-aware training and the convert stage calibrate on one recorded set of training images."""
+    from retrain_lib.dataset import load_dataset
+
+    report = json.loads((flowers_job / "report.json").read_text())
+    assert report["training"]["config"]["int8_aware"] is True
+    names = (flowers_job / report["artifacts"]["calibration"]).read_text().splitlines()
+    train_files = {r.file for r in load_dataset(flowers_job / "dataset").split("train")}
+    wanted = min(report["training"]["config"]["representative_images"], len(train_files))
+    assert len(names) == len(set(names)) == wanted
+    assert set(names) <= train_files
+
+
 def test_int8_model_is_fully_integer_with_uint8_input(flowers_job):
     model = flowers_job / "export" / "model_int8.tflite"
     assert tensor_type_problems(model) == []

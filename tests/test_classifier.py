@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 TINY = TrainConfig(input_size=96, head_epochs=3, fine_tune=True, fine_tune_epochs=2, head_learning_rate=1e-3,
                    fine_tune_learning_rate=1e-4, batch_size=16, augment_views=1, cache_layer="block_12_add",
                    dropout=0.2, label_smoothing=0.1, mixup=0.2, patience=5, seed=3,
-                   fine_tune_batchnorm=False)
+                   fine_tune_batchnorm=False, int8_aware=True, representative_images=20)
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +56,42 @@ def test_offline_without_weights_says_so(monkeypatch, tmp_path):
     choice = weights.choose_mobilenet_v2_weights(allow_download=False)
     assert choice.keras_arg is None and not choice.pretrained
     assert choice.source.startswith("NO PRETRAINED WEIGHTS")
+
+
+def test_cached_int8_activations_are_what_the_exported_int8_model_computes(shapes_dataset, tmp_path):
+    """int8-aware training: the cache holds the frozen blocks as the whole int8 model computes them.
+
+    The converter rounds the cache layer's last projection on the add's scale when more layers follow, so
+    the two may differ by one quantization step there; every block below is bit-identical.
+    """
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from retrain_lib.classifier import int8_activations, load_images
+    from retrain_lib.quantize import calibration_indices, convert_to_int8
+
+    model, backbone, _ = build_classifier(len(shapes_dataset.classes), TINY,
+                                          choose_mobilenet_v2_weights(allow_download=False))
+    lower = keras.Model(backbone.input, backbone.get_layer(TINY.cache_layer).output)
+    images, _ = load_images(shapes_dataset, "train", TINY.input_size)
+    calibration = images[calibration_indices(len(images), 10, seed=0)]
+    cached = int8_activations(lower, calibration, tmp_path)(images[:4])
+
+    whole = convert_to_int8(model, calibration, tmp_path / "whole.tflite")
+    interpreter = Interpreter(model_path=str(whole), experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    (tensor,) = [t for t in interpreter.get_tensor_details()
+                 if TINY.cache_layer in t["name"] and tuple(t["shape"][1:]) == cached.shape[1:]]
+    scale, zero_point = tensor["quantization"]
+    inside = []
+    for image in images[:4]:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
+        interpreter.invoke()
+        inside.append((interpreter.get_tensor(tensor["index"])[0].astype(np.float32) - zero_point) * scale)
+    inside = np.stack(inside)
+    steps = np.abs(inside - cached) / scale
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)  # the cache sits on the model's int8 grid
+    assert steps.max() <= 1.001 and steps.mean() < 0.5
+    float_lower = lower.predict(images[:4].astype(np.float32) / 127.5 - 1.0, verbose=0)
+    assert np.abs(float_lower - inside).mean() > 2 * np.abs(cached - inside).mean(), \
+        "the cache must be much closer to the int8 model than the float backbone is"

@@ -15,7 +15,7 @@ from retrain_lib.edgetpu_step import edgetpu_report, write_edgetpu_report
 from retrain_lib.errors import input_error
 from retrain_lib.evaluation import classification_metrics, plot_confusion
 from retrain_lib.model_manifest import write_labels, write_model_manifest
-from retrain_lib.quantize import convert_to_int8
+from retrain_lib.quantize import CALIBRATION_FILE, calibration_indices, convert_to_int8
 from retrain_lib.report import update_report
 from retrain_lib.tflite_model import (
     classify_batch,
@@ -92,18 +92,17 @@ def run_convert(job_dir: Path, input_size: int, representative_images: int = 200
     dataset = load_dataset(job_dir / "dataset")
     model = keras.models.load_model(job_dir / "model" / "model.keras")
     train_images, _ = load_images(dataset, "train", input_size)
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(train_images), size=min(representative_images, len(train_images)), replace=False)
+    pick = _calibration(job_dir, dataset, representative_images, seed)
 
     staging = new_staging(job_dir)
-    model_path = convert_to_int8(model, train_images[np.sort(pick)], staging / MODEL_INT8_NAME)
+    model_path = convert_to_int8(model, train_images[pick], staging / MODEL_INT8_NAME)
     untyped = tensor_type_problems(model_path)
     if untyped:
         raise QualityGateError("the int8 model still has non-integer tensors: " + "; ".join(untyped[:5]))
 
     test_images, test_labels = load_images(dataset, "test", input_size)
     interpreter = make_interpreter(model_path)
-    check_images = _agreement_images(test_images, dataset, input_size, train_images, np.sort(pick))
+    check_images = _agreement_images(test_images, dataset, input_size, train_images, pick)
     float_top1 = model.predict(check_images.astype("float32"), batch_size=64, verbose=0).argmax(axis=1)
     int8_top1 = classify_batch(interpreter, check_images).argmax(axis=1)
     agreement = float((float_top1 == int8_top1).mean()) if len(check_images) else 1.0
@@ -132,6 +131,23 @@ def run_convert(job_dir: Path, input_size: int, representative_images: int = 200
             f"threshold of {min_int8_agreement:.0%}. Fix: give more varied training images (the calibration "
             f"draws on them), raise representative_images, or lower min_int8_agreement if you accept it")
     return ConvertResult(export_dir / MODEL_INT8_NAME, float_metrics, int8_metrics, agreement, confusion, edgetpu)
+
+
+def _calibration(job_dir: Path, dataset, representative_images: int, seed: int) -> np.ndarray:
+    """Indices of the calibration images among the training split.
+
+    The set the train stage chose and used for int8-aware training (model/calibration.txt) when there is one:
+    the frozen blocks then quantize exactly as they did in training. Otherwise `representative_images` drawn
+    with `seed`.
+    """
+    train_files = [r.file for r in dataset.split("train")]
+    chosen = job_dir / "model" / CALIBRATION_FILE
+    if chosen.exists():
+        position = {file: i for i, file in enumerate(train_files)}
+        names = chosen.read_text(encoding="utf-8").splitlines()
+        if names and all(name in position for name in names):
+            return np.array(sorted(position[name] for name in names))
+    return calibration_indices(len(train_files), representative_images, seed)
 
 
 def _agreement_images(test_images: np.ndarray, dataset, input_size: int, train_images: np.ndarray,

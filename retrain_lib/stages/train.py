@@ -12,6 +12,7 @@ from retrain_lib.classifier import TrainConfig, load_images, save_model, train_c
 from retrain_lib.dataset import load_dataset
 from retrain_lib.evaluation import classification_metrics, plot_confusion, plot_history
 from retrain_lib.progress import write_progress
+from retrain_lib.quantize import CALIBRATION_FILE
 from retrain_lib.report import editing_report, update_report
 from retrain_lib.weights import choose_mobilenet_v2_weights
 
@@ -55,6 +56,8 @@ def run_train(job_dir: Path, config: TrainConfig) -> TrainStageResult:
         predicted = result.model.predict(images.astype("float32"), batch_size=64, verbose=0).argmax(axis=1)
         metrics[split] = classification_metrics(labels, predicted, dataset.classes)
     atomic_write_text(model_dir / "history.json", json.dumps(result.history))
+    train_files = [r.file for r in dataset.split("train")]
+    atomic_write_text(model_dir / CALIBRATION_FILE, "".join(f"{train_files[i]}\n" for i in result.calibration))
     atomic_write_text(model_dir / "float_metrics.json", json.dumps(metrics, indent=2))
     curves = plot_history(result.history, model_dir / "curves.png")
     confusion = plot_confusion(metrics["test"]["confusion_matrix"], dataset.classes, model_dir / "confusion.png",
@@ -65,7 +68,8 @@ def run_train(job_dir: Path, config: TrainConfig) -> TrainStageResult:
                   metrics={"float": {"accuracy": metrics["test"]["accuracy"],
                                      "val_accuracy": metrics["val"]["accuracy"],
                                      "per_class": metrics["test"]["per_class"]}},
-                  artifacts={"model_float": "model/model.keras", "curves": "model/curves.png",
+                  artifacts={"model_float": "model/model.keras", "calibration": f"model/{CALIBRATION_FILE}",
+                             "curves": "model/curves.png",
                              "confusion_matrix": "model/confusion.png"})
     return TrainStageResult(weights.source, weights.pretrained, metrics, result.history, curves, confusion,
                             result.timings)
