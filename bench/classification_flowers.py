@@ -29,8 +29,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 FLOWERS = PROJECT_DIR.parent / "shared" / "datasets" / "flowers_128px" / "flowers"
 RESULTS = PROJECT_DIR / "bench" / "results" / "classification_flowers.json"
 INPUT_SIZE = 160
-# Post-training quantization of these MobileNetV2 weights agrees with the float model on about 93 % of images
-# (the early, frozen depthwise layers lose most); the product's default gate is 95 %, the benchmark records it.
+# On these blurry photos post-training quantization of the frozen ImageNet blocks alone moves about 10 % of the
+# top-1 answers; int8-aware training keeps int8 accuracy at the float model's, and the two agree on about 93 %
+# of images. The product's default gate is 95 %; the benchmark records the agreement instead of failing on it.
 AGREEMENT_GATE = 0.9
 
 

@@ -35,10 +35,10 @@ def package_overrides() -> dict[str, str]:
             "install_edgetpu": "false", "build_ca": ca if Path(ca).exists() else ""}
 
 
-def run(steps: int | None, job_dir: Path) -> dict:
+def run(steps: int | None, job_dir: Path, extra: dict[str, str] | None = None) -> dict:
     from retrain_lib.pipeline import run_job
 
-    overrides = {"annotation_format": "csv", **package_overrides()}
+    overrides = {"annotation_format": "csv", **package_overrides(), **(extra or {})}
     if steps:
         overrides["detection_steps"] = str(steps)
     start = time.perf_counter()
@@ -55,13 +55,16 @@ def run(steps: int | None, job_dir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--half-budget-too", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a job parameter to override (recipe experiments)")
     args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.set)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     root = Path(tempfile.mkdtemp(prefix="bench-raccoon-"))
-    full = run(None, root / "full")
-    half = run(full["steps"] // 2, root / "half") if args.half_budget_too else None
+    full = run(None, root / "full", extra)
+    half = run(full["steps"] // 2, root / "half", extra) if args.half_budget_too else None
     result = {"date": datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
-              "cpus": os.cpu_count(), "full": full, "half_budget": half}
+              "cpus": os.cpu_count(), "overrides": extra, "full": full, "half_budget": half}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

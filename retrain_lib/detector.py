@@ -2,10 +2,10 @@
 
 Shape of Coral's own SSD MobileNet models: raw uint8-valued RGB in (scaling inside), six feature maps
 (block_13_expand_relu, out_relu and four SSDLite extra blocks), separable box/class heads, sigmoid class
-scores, and TFLite_Detection_PostProcess at the end of the exported model. Training: focal loss + smooth L1,
-augmentation that moves boxes with the image, the backbone frozen for the first part of the budget, then
-its upper blocks fine-tuned with BatchNormalization frozen, a warm-up and a cosine decay, validation mAP
-measured as it goes and the best weights kept.
+scores, and TFLite_Detection_PostProcess at the end of the exported model. Training: quality focal loss
+(scores learn the IoU of their box) + smooth L1 + GIoU, augmentation that moves boxes with the image, the
+backbone frozen for the first part of the budget, then its upper blocks fine-tuned with BatchNormalization
+frozen, a warm-up and a cosine decay, validation mAP measured as it goes and the best weights (by mAP@[.5:.95]) kept.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from PIL import Image, ImageEnhance
 
 from retrain_lib.detection_validation import DetectionRecord
 from retrain_lib.images import load_rgb, resize_for_model
-from retrain_lib.ssd_anchors import anchors_per_cell, corners, decode, make_anchors, match
+from retrain_lib.ssd_anchors import BOX_SCALES, anchors_per_cell, corners, decode, make_anchors, match
 from retrain_lib.weights import WeightsChoice
 
 ProgressFn = Callable[[str, int, int], None]
@@ -52,6 +52,7 @@ class DetectorResult:
     anchors: np.ndarray
     history: dict[str, list] = field(default_factory=dict)
     best_val_map50: float = 0.0
+    best_val_map: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -218,8 +219,8 @@ def train_detector(train: DetectionImages, val: DetectionImages, classes: list[s
     model, extractor = build_detector(num_classes, config.input_size, weights)
     anchors = make_anchors(grid_sizes(config.input_size))
     frozen_steps = int(config.steps * config.frozen_fraction)
-    history: dict[str, list] = {"step": [], "loss": [], "val_map50": [], "val_step": []}
-    best = (-1.0, None)
+    history: dict[str, list] = {"step": [], "loss": [], "val_map50": [], "val_map": [], "val_step": []}
+    best, best_map50 = (-1.0, None), 0.0
     stop, batches = threading.Event(), queue.Queue(maxsize=4)
     producer = threading.Thread(target=_batches, args=(train, anchors, config, num_classes, config.seed, stop,
                                                        batches), daemon=True)
@@ -232,28 +233,35 @@ def train_detector(train: DetectionImages, val: DetectionImages, classes: list[s
                 continue
             _set_trainable(extractor, phase)
             lr = config.learning_rate if phase == "frozen" else config.fine_tune_learning_rate
+            # a longer warm-up once the backbone thaws: its first large steps can wreck the pretrained features
+            warmup = min(50 if phase == "frozen" else 150, (last - first) // 4)
             schedule = keras.optimizers.schedules.CosineDecay(
-                lr / 10, decay_steps=max(1, last - first - 50), alpha=0.05, warmup_target=lr,
-                warmup_steps=min(50, (last - first) // 4))
+                lr / 10, decay_steps=max(1, last - first - warmup), alpha=0.05, warmup_target=lr,
+                warmup_steps=warmup)
             optimizer = keras.optimizers.Adam(schedule)
-            step_fn = _make_step(model, optimizer, num_classes)
+            step_fn = _make_step(model, optimizer, num_classes, anchors)
             for step in range(first, last):
                 images, cls, tgt = batches.get()
                 loss = float(step_fn(tf.constant(images), tf.constant(cls), tf.constant(tgt)))
                 history["step"].append(step + 1)
                 history["loss"].append(loss)
                 if (step + 1) % config.eval_every == 0 or step + 1 == last:
-                    value = evaluate_float_map50(model, anchors, val_inputs, val)
-                    history["val_map50"].append(value)
+                    scores = evaluate_float(model, anchors, val_inputs, val)
+                    history["val_map50"].append(scores["map50"])
+                    history["val_map"].append(scores["map"])
                     history["val_step"].append(step + 1)
-                    if value > best[0]:
-                        best = (value, [w.copy() for w in model.get_weights()])
+                    # mAP@[.5:.95] picks the best: on a few validation images mAP@0.5 saturates early,
+                    # and on a tie the later (further trained) weights win
+                    if scores["map"] >= best[0]:
+                        best = (scores["map"], [w.copy() for w in model.get_weights()])
+                        best_map50 = scores["map50"]
                     progress(phase, step + 1, config.steps)
     finally:
         stop.set()
     if best[1] is not None:
         model.set_weights(best[1])
-    return DetectorResult(model, anchors, history, best[0], {"train_s": time.perf_counter() - start})
+    return DetectorResult(model, anchors, history, best_map50, max(best[0], 0.0),
+                          {"train_s": time.perf_counter() - start})
 
 
 def _set_trainable(extractor, phase: str) -> None:
@@ -268,16 +276,17 @@ def _set_trainable(extractor, phase: str) -> None:
         layer.trainable = unfrozen and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def _make_step(model, optimizer, num_classes: int):
+def _make_step(model, optimizer, num_classes: int, anchors: np.ndarray):
     import tensorflow as tf
 
     variables = model.trainable_variables
+    anchors = tf.constant(anchors)
 
     @tf.function
     def step(images, cls_targets, box_targets):
         with tf.GradientTape() as tape:
             boxes, logits = model(images, training=True)
-            loss = detection_loss(boxes, logits, cls_targets, box_targets, num_classes)
+            loss = detection_loss(boxes, logits, cls_targets, box_targets, anchors, num_classes)
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
@@ -285,25 +294,60 @@ def _make_step(model, optimizer, num_classes: int):
     return step
 
 
-def detection_loss(boxes, logits, cls_targets, box_targets, num_classes: int, alpha: float = 0.25,
-                   gamma: float = 2.0):
-    """Focal loss over foreground classes (ignored anchors masked) + smooth L1 over positives, per positive."""
+def detection_loss(boxes, logits, cls_targets, box_targets, anchors, num_classes: int, beta: float = 2.0):
+    """Quality focal loss + smooth L1 + GIoU over positives, per positive anchor.
+
+    The class target of a positive anchor is the IoU of its predicted box with the true box (Li et al. 2020,
+    generalised focal loss), so scores rank detections by how well they are placed: what mAP@[.5:.95] and
+    non-maximum suppression reward. Ignored anchors (-2) are masked out.
+    """
     import tensorflow as tf
 
     foreground = logits[..., 1:]
     positive = cls_targets >= 0
+    positive_f = tf.cast(positive, tf.float32)
     valid = tf.cast(cls_targets > -2, tf.float32)
-    onehot = tf.one_hot(tf.where(positive, cls_targets, 0), num_classes) * tf.cast(positive, tf.float32)[..., None]
-    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=onehot, logits=foreground)
-    prob = tf.sigmoid(foreground)
-    p_t = prob * onehot + (1 - prob) * (1 - onehot)
-    alpha_t = alpha * onehot + (1 - alpha) * (1 - onehot)
-    focal = tf.reduce_sum(alpha_t * tf.pow(1 - p_t, gamma) * ce * valid[..., None])
-    positives = tf.maximum(tf.reduce_sum(tf.cast(positive, tf.float32)), 1.0)
+    predicted, true = _decode_tf(boxes, anchors), _decode_tf(box_targets, anchors)
+    iou, giou = _iou_giou(predicted, true)
+    quality = tf.stop_gradient(tf.clip_by_value(iou, 0.0, 1.0)) * positive_f
+    onehot = tf.one_hot(tf.where(positive, cls_targets, 0), num_classes) * positive_f[..., None]
+    target = onehot * quality[..., None]
+    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=foreground)
+    qfl = tf.reduce_sum(tf.pow(tf.abs(target - tf.sigmoid(foreground)), beta) * ce * valid[..., None])
+    positives = tf.maximum(tf.reduce_sum(positive_f), 1.0)
     diff = tf.abs(boxes - box_targets)
-    smooth_l1 = tf.where(diff < 1.0, 0.5 * diff * diff, diff - 0.5)
-    box_loss = tf.reduce_sum(tf.reduce_sum(smooth_l1, -1) * tf.cast(positive, tf.float32))
-    return (focal + box_loss) / positives
+    smooth_l1 = tf.reduce_sum(tf.where(diff < 1.0, 0.5 * diff * diff, diff - 0.5), -1)
+    box_loss = tf.reduce_sum((smooth_l1 + (1.0 - giou)) * positive_f)
+    return (qfl + box_loss) / positives
+
+
+def _decode_tf(encoded, anchors):
+    """TensorFlow twin of `ssd_anchors.decode` for (batch, N, 4) encodings."""
+    import tensorflow as tf
+
+    sy, sx, sh, sw = BOX_SCALES
+    ay, ax, ah, aw = tf.unstack(anchors, axis=-1)
+    cy = encoded[..., 0] / sy * ah + ay
+    cx = encoded[..., 1] / sx * aw + ax
+    h = tf.exp(tf.minimum(encoded[..., 2] / sh, 4.0)) * ah
+    w = tf.exp(tf.minimum(encoded[..., 3] / sw, 4.0)) * aw
+    return tf.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
+
+
+def _iou_giou(a, b):
+    """Elementwise IoU and generalised IoU of two (..., 4) corner-box tensors."""
+    import tensorflow as tf
+
+    inter_h = tf.nn.relu(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]))
+    inter_w = tf.nn.relu(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]))
+    inter = inter_h * inter_w
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = tf.maximum(area_a + area_b - inter, 1e-9)
+    hull = ((tf.maximum(a[..., 2], b[..., 2]) - tf.minimum(a[..., 0], b[..., 0])) *
+            (tf.maximum(a[..., 3], b[..., 3]) - tf.minimum(a[..., 1], b[..., 1])))
+    iou = inter / union
+    return iou, iou - (hull - union) / tf.maximum(hull, 1e-9)
 
 
 # ----- inference (float) and evaluation
@@ -326,8 +370,9 @@ def predict_float(model, anchors: np.ndarray, inputs: np.ndarray, max_detections
     return results
 
 
-def evaluate_float_map50(model, anchors: np.ndarray, inputs: np.ndarray, data: DetectionImages) -> float:
+def evaluate_float(model, anchors: np.ndarray, inputs: np.ndarray, data: DetectionImages) -> dict[str, float]:
+    """mAP@0.5 and mAP@[.5:.95] of the float model on `data`."""
     from retrain_lib.detection_metrics import coco_map
 
-    predictions = predict_float(model, anchors, inputs)
-    return coco_map(data.boxes, data.labels, predictions, sizes=None)["map50"]
+    result = coco_map(data.boxes, data.labels, predict_float(model, anchors, inputs), sizes=None)
+    return {"map50": result["map50"], "map": result["map"]}

@@ -57,7 +57,8 @@ def run_train_detection(job_dir: Path, config: DetectorConfig) -> DetectionTrain
     curves = plot_detection_history(result.history, model_dir / "curves.png")
     update_report(job_dir,
                   training={"weights": weights.source, "pretrained": weights.pretrained, "config": asdict(config),
-                            "best_val_map50": result.best_val_map50, "timings_s": result.timings},
+                            "best_val_map50": result.best_val_map50,
+                            "best_val_map": result.best_val_map, "timings_s": result.timings},
                   metrics={"float": {"map50": metrics["test"]["map50"], "map": metrics["test"]["map"],
                                      "val_map50": metrics["val"]["map50"], "per_class": metrics["test"]["per_class"]}},
                   artifacts={"model_float": "model/model.keras", "curves": "model/curves.png"})
@@ -85,8 +86,10 @@ def plot_detection_history(history: dict[str, list], out_path: Path) -> Path:
     loss_ax.plot(history["step"], history["loss"], linewidth=0.8)
     loss_ax.set_title("training loss")
     loss_ax.set_xlabel("step")
-    map_ax.plot(history["val_step"], history["val_map50"], marker="o")
-    map_ax.set_title("validation mAP@0.5")
+    map_ax.plot(history["val_step"], history["val_map50"], marker="o", label="mAP@0.5")
+    map_ax.plot(history["val_step"], history["val_map"], marker="o", label="mAP@[.5:.95] (picks the best)")
+    map_ax.legend()
+    map_ax.set_title("validation mAP")
     map_ax.set_xlabel("step")
     fig.tight_layout()
     fig.savefig(out_path, dpi=90)
