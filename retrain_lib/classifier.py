@@ -11,9 +11,7 @@ With `int8_aware` (the default) the cached activations come from the full-int8 c
 backbone, calibrated on the very images the convert stage will calibrate the whole model on: the frozen
 blocks then quantize in the exported model exactly as in the cache, so the upper blocks and the head learn
 on what the int8 model computes (on flowers, post-training quantization of the frozen ImageNet blocks alone
-cost 3.5 points of accuracy). It is also about 5x faster than running the float lower backbone. The float
-activations of the unaugmented images join the cache as one more view, so the float model, the reference of
-the convert stage's agreement check, stays right too.
+cost 3.5 points of accuracy). It is also about 5x faster than running the float lower backbone.
 Mixup (blending pairs of cached activations and their labels) regularises both phases.
 Both phases stop early on validation loss and keep their best weights. The exported model takes raw
 uint8-valued RGB (see `retrain_lib.images`), with the [-1, 1] scaling inside.
@@ -147,17 +145,12 @@ def train_classifier(dataset: Dataset, config: TrainConfig, weights: WeightsChoi
 
     t = time.perf_counter()
     calibration = calibration_indices(len(x_train), config.representative_images, config.seed)
-    float_activations = _float_activations(lower, config.batch_size)
     with tempfile.TemporaryDirectory(prefix="lower-int8-") as tmp:
         activations = (int8_activations(lower, x_train[calibration], Path(tmp)) if config.int8_aware
-                       else float_activations)
-        cached = [activations(x_train)] + [activations(v) for v in views]
-        if config.int8_aware:  # the float model should stay right too: it is the agreement reference
-            cached.append(float_activations(x_train))
-        act_train = np.concatenate(cached)
+                       else _float_activations(lower, config.batch_size))
+        act_train = np.concatenate([activations(x_train)] + [activations(v) for v in views])
         act_val = activations(x_val)
-    views_per_image = len(cached)
-    y_train_all = np.tile(y_train, views_per_image)
+    y_train_all = np.tile(y_train, 1 + config.augment_views)
     timings["cache_activations_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -181,7 +174,7 @@ def train_classifier(dataset: Dataset, config: TrainConfig, weights: WeightsChoi
         tail_model = keras.Model(tail_in, x)
         fine = _fit(tail_model, act_train, y_train_all, act_val, y_val, num_classes, config,
                     config.fine_tune_learning_rate, config.fine_tune_epochs, "fine_tune", progress,
-                    views_per_image=views_per_image, warmup_epochs=1)
+                    views_per_image=1 + config.augment_views, warmup_epochs=1)
         phase_epochs["fine_tune"] = len(fine["loss"])
         for key, values in fine.items():
             history.setdefault(key, []).extend(values)
