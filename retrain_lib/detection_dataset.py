@@ -90,8 +90,13 @@ def detection_health(checked: CheckedDetection, dataset: DetectionDataset, input
     small = sum(1 for v in relative if v * input_size < SMALL_BOX_PX)
     notes = list(checked.notes)
     if small:
+        larger = [size for size in (384, 448, 512, 640) if size > input_size]
+        fitting = [size for size in larger
+                   if sum(1 for v in relative if v * size < SMALL_BOX_PX) <= 0.02 * len(relative)]
+        suggestion = (f" (--set detection_input_size={(fitting or larger)[0]}: training and inference get slower)"
+                      if larger else "")
         notes.append(f"{small} box(es) are smaller than {SMALL_BOX_PX} px at the model's {input_size} px input and "
-                     "will be hard to detect; use closer photos or a larger input size")
+                     f"will be hard to detect; use closer photos or a larger input size{suggestion}")
     return {
         "layout": checked.format, "classes": dataset.classes, "images": len(dataset.records),
         "images_per_split": {s: len(dataset.split(s)) for s in ("train", "val", "test")},

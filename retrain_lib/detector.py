@@ -23,7 +23,15 @@ from PIL import Image, ImageEnhance
 
 from retrain_lib.detection_validation import DetectionRecord
 from retrain_lib.images import load_rgb, resize_for_model
-from retrain_lib.ssd_anchors import BOX_SCALES, anchors_per_cell, corners, decode, make_anchors, match
+from retrain_lib.ssd_anchors import (
+    BOX_SCALES,
+    anchors_per_cell,
+    corners,
+    decode,
+    fit_anchor_scales,
+    make_anchors,
+    match,
+)
 from retrain_lib.weights import WeightsChoice
 
 ProgressFn = Callable[[str, int, int], None]
@@ -54,6 +62,7 @@ class DetectorResult:
     best_val_map50: float = 0.0
     best_val_map: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    anchor_scales: tuple[float, float] = (0.2, 0.95)
 
 
 def grid_sizes(input_size: int) -> list[int]:
@@ -217,7 +226,8 @@ def train_detector(train: DetectionImages, val: DetectionImages, classes: list[s
     progress = progress or (lambda phase, step, total: None)
     num_classes = len(classes)
     model, extractor = build_detector(num_classes, config.input_size, weights)
-    anchors = make_anchors(grid_sizes(config.input_size))
+    anchor_scales = fit_anchor_scales(np.concatenate(train.boxes) if train.boxes else np.zeros((0, 4)))
+    anchors = make_anchors(grid_sizes(config.input_size), *anchor_scales)
     frozen_steps = int(config.steps * config.frozen_fraction)
     history: dict[str, list] = {"step": [], "loss": [], "val_map50": [], "val_map": [], "val_step": []}
     best, best_map50 = (-1.0, None), 0.0
@@ -261,7 +271,7 @@ def train_detector(train: DetectionImages, val: DetectionImages, classes: list[s
     if best[1] is not None:
         model.set_weights(best[1])
     return DetectorResult(model, anchors, history, best_map50, max(best[0], 0.0),
-                          {"train_s": time.perf_counter() - start})
+                          {"train_s": time.perf_counter() - start}, anchor_scales)
 
 
 def _set_trainable(extractor, phase: str) -> None:

@@ -33,6 +33,26 @@ def make_anchors(grid_sizes: list[int], min_scale: float = 0.2, max_scale: float
     return np.asarray(anchors, dtype=np.float32)
 
 
+def fit_anchor_scales(boxes: np.ndarray, default: tuple[float, float] = (0.2, 0.95),
+                      floor: float = 0.05) -> tuple[float, float]:
+    """Anchor scales (smallest, largest, as fractions of the image side) that cover the dataset's boxes.
+
+    SSD's default range is kept when the boxes fit it; when the 2nd percentile of the boxes' sizes (sqrt of
+    normalised width x height) lies below the smallest scale, that scale comes down to it (not below `floor`):
+    an anchor overlaps a square box with IoU >= 0.5 only within a factor of 1.4 of its size, so boxes much
+    smaller than the smallest anchor would only ever match by force. The largest scale stays: the level above
+    it (scale 1.0) already covers boxes as large as the image.
+
+    Args:
+        boxes: (N, 4) normalised corner boxes of the training split.
+    """
+    if len(boxes) == 0:
+        return default
+    sizes = np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, 1) * np.clip(boxes[:, 3] - boxes[:, 1], 0, 1))
+    smallest = float(np.percentile(sizes, 2)) * 1.1
+    return (round(max(floor, min(default[0], smallest)), 3), default[1])
+
+
 def anchors_per_cell(ratios: tuple[float, ...] = (1.0, 2.0, 0.5)) -> int:
     return len(ratios) + 1
 

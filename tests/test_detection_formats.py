@@ -193,3 +193,19 @@ def test_xml_bomb_is_refused(tmp_path):
         "<annotation><filename>&lol2;</filename></annotation>")
     read = read_detection(tmp_path, "voc")
     assert any("not valid XML" in p.message for p in read.problems)
+
+
+def test_tiny_boxes_are_warned_about_with_the_input_size_that_fits_them(tmp_path):
+    from retrain_lib.stages.upload import run_upload
+
+    data = tmp_path / "data"
+    names = _images(data, 8)
+    # 2 px wide on an 80 px image: 8 px at 320, 11.2 px at 448, 12.8 px at 512
+    _voc(data, {n: [("cat", 10, 10, 12, 12), ("dog", 30, 20, 70, 55)] for n in names})
+    health = run_upload(tmp_path / "job", data, task="detection", min_boxes_per_class=3).health
+    assert health["small_boxes"] == 8
+    (note,) = [n for n in health["notes"] if "hard to detect" in n]
+    assert note.startswith("8 box(es) are smaller than 12 px at the model's 320 px input")
+    assert "--set detection_input_size=512" in note
+    larger = run_upload(tmp_path / "job2", data, task="detection", min_boxes_per_class=3, detection_input_size=512)
+    assert larger.health["small_boxes"] == 0 and not any("hard to detect" in n for n in larger.health["notes"])

@@ -55,6 +55,10 @@ def test_report_and_dataset(detection_job):
         assert 0.0 <= report["metrics"]["int8"][key] <= 1.0
     assert (detection_job / "dataset" / "health.png").stat().st_size > 5000
     assert (detection_job / "model" / "detections_int8.png").exists()
+    smallest, largest = report["training"]["anchor_scales"]
+    assert 0.05 <= smallest <= 0.2 and largest == 0.95
+    anchors = np.load(detection_job / "model" / "anchors.npy")
+    assert np.sqrt(anchors[:, 2] * anchors[:, 3]).min() == pytest.approx(smallest, rel=1e-3)
 
 
 def test_int8_model_structure(detection_job):

@@ -58,7 +58,8 @@ def run_train_detection(job_dir: Path, config: DetectorConfig) -> DetectionTrain
     update_report(job_dir,
                   training={"weights": weights.source, "pretrained": weights.pretrained, "config": asdict(config),
                             "best_val_map50": result.best_val_map50,
-                            "best_val_map": result.best_val_map, "timings_s": result.timings},
+                            "best_val_map": result.best_val_map, "anchor_scales": list(result.anchor_scales),
+                            "timings_s": result.timings},
                   metrics={"float": {"map50": metrics["test"]["map50"], "map": metrics["test"]["map"],
                                      "val_map50": metrics["val"]["map50"], "per_class": metrics["test"]["per_class"]}},
                   artifacts={"model_float": "model/model.keras", "curves": "model/curves.png"})
