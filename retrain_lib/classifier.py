@@ -9,7 +9,8 @@ Training never runs the lower backbone more than once per image view:
    `fine_tune_batchnorm`, adapting its statistics to the new images).
 With `int8_aware` (the default) the cached activations come from the full-int8 conversion of the lower
 backbone, calibrated on the very images the convert stage will calibrate the whole model on: the frozen
-blocks then quantize in the exported model exactly as in the cache, so the upper blocks and the head learn
+blocks then quantize in the exported model as in the cache (bit for bit below the cache layer, to one step at
+it), so the upper blocks and the head learn
 on what the int8 model computes (on flowers, post-training quantization of the frozen ImageNet blocks alone
 cost 3.5 points of accuracy). It is also about 5x faster than running the float lower backbone.
 Mixup (blending pairs of cached activations and their labels) regularises both phases.

@@ -137,7 +137,7 @@ def _calibration(job_dir: Path, dataset, representative_images: int, seed: int) 
     """Indices of the calibration images among the training split.
 
     The set the train stage chose and used for int8-aware training (model/calibration.txt) when there is one:
-    the frozen blocks then quantize exactly as they did in training. Otherwise `representative_images` drawn
+    the frozen blocks then quantize as they did in training. Otherwise `representative_images` drawn
     with `seed`.
     """
     train_files = [r.file for r in dataset.split("train")]
