@@ -270,8 +270,8 @@ def train_detector(train: DetectionImages, val: DetectionImages, classes: list[s
         stop.set()
     if best[1] is not None:
         model.set_weights(best[1])
-    return DetectorResult(model, anchors, history, best_map50, max(best[0], 0.0),
-                          {"train_s": time.perf_counter() - start}, anchor_scales)
+    return DetectorResult(model, anchors, history, best_val_map50=best_map50, best_val_map=max(best[0], 0.0),
+                          timings={"train_s": time.perf_counter() - start}, anchor_scales=anchor_scales)
 
 
 def _set_trainable(extractor, phase: str) -> None:

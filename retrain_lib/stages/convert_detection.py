@@ -14,6 +14,7 @@ from retrain_lib.detection_metrics import coco_map
 from retrain_lib.detector import DetectionImages, predict_float
 from retrain_lib.detector_export import detect_batch, export_detector_int8
 from retrain_lib.edgetpu_step import edgetpu_report
+from retrain_lib.quantize import calibration_indices
 from retrain_lib.report import update_report
 from retrain_lib.stages.convert import MODEL_INT8_NAME, QualityGateError, new_staging, publish_export, write_bundle
 from retrain_lib.tflite_model import make_interpreter, tensor_type_problems
@@ -50,9 +51,7 @@ def run_convert_detection(job_dir: Path, input_size: int, representative_images:
     anchors = np.load(job_dir / "model" / "anchors.npy")
     train = DetectionImages(dataset.data_dir, dataset.split("train"), dataset.classes)
     calibration = train.model_inputs(input_size)
-    rng = np.random.default_rng(seed)
-    calibration = calibration[np.sort(rng.choice(len(calibration), min(representative_images, len(calibration)),
-                                                 replace=False))]
+    calibration = calibration[calibration_indices(len(calibration), representative_images, seed)]
     staging = new_staging(job_dir)
     model_path = export_detector_int8(model, anchors, len(dataset.classes), calibration, staging / MODEL_INT8_NAME)
     untyped = tensor_type_problems(model_path, allow_detection_tail=True)
