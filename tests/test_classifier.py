@@ -95,3 +95,12 @@ def test_cached_int8_activations_are_what_the_exported_int8_model_computes(shape
     float_lower = lower.predict(images[:4].astype(np.float32) / 127.5 - 1.0, verbose=0)
     assert np.abs(float_lower - inside).mean() > 2 * np.abs(cached - inside).mean(), \
         "the cache must be much closer to the int8 model than the float backbone is"
+
+
+def test_head_learns_on_every_view_of_a_small_dataset_and_on_the_originals_of_a_large_one():
+    from retrain_lib.classifier import HEAD_SAMPLES, head_view_count
+
+    assert head_view_count(96, 3) == 3
+    assert head_view_count(HEAD_SAMPLES // 2, 5) == 2
+    assert head_view_count(3449, 5) == 1
+    assert head_view_count(10 * HEAD_SAMPLES, 5) == 1

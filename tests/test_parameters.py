@@ -29,6 +29,13 @@ def test_train_notebook_defaults_build_both_configs():
     assert detector.input_size == 320
 
 
+def test_dashboard_balanced_preset_is_the_notebook_defaults():
+    from retrain_lib.dashboard import PRESETS
+
+    defaults = stage_defaults("02_train")
+    assert PRESETS["Balanced"] == {key: defaults[key] for key in PRESETS["Balanced"]}
+
+
 def test_command_line_strings_are_coerced():
     checked = check_parameters(parse_assignments(["head_epochs=3", "fine_tune=false", "dropout=0.3",
                                                   "cache_layer=block_12_add"]))
