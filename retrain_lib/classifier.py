@@ -191,10 +191,11 @@ def train_classifier(dataset: Dataset, config: TrainConfig, weights: WeightsChoi
 def head_view_count(num_train: int, views: int) -> int:
     """How many cached views of each training image (the unaugmented one first) the head phase learns on.
 
-    A small dataset needs its augmented views to train even a linear head well (96 flower photos: int8
-    test accuracy fell from above 0.6 to 0.5 without them); on a large one they only cost time (all of
-    flowers, 3449 images: 25 s for no better model). So the head gets as many whole views as fit in
-    `HEAD_SAMPLES` pooled features, and at least the unaugmented images.
+    A small dataset needs its augmented views to train even a linear head well (the dashboard test's
+    shapes job: its int8 model agreed with the float one on 94 % of images without them, on 100 % with
+    them); on a large one they only cost time (all of flowers, 3449 images: 25 s for no better model).
+    So the head gets as many whole views as fit in `HEAD_SAMPLES` pooled features, and at least the
+    unaugmented images.
     """
     return max(1, min(views, HEAD_SAMPLES // max(num_train, 1)))
 
