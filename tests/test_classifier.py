@@ -58,6 +58,20 @@ def test_offline_without_weights_says_so(monkeypatch, tmp_path):
     assert choice.source.startswith("NO PRETRAINED WEIGHTS")
 
 
+def test_failed_download_falls_back_to_random_weights_and_says_why(monkeypatch, tmp_path):
+    """An offline machine (no ../shared, no cache, no network) still trains, and the report says why."""
+    import retrain_lib.weights as weights
+
+    monkeypatch.setattr(weights, "PROJECT_DIR", tmp_path / "nowhere" / "project")
+    monkeypatch.setattr(weights, "WEIGHTS_URL", "http://127.0.0.1:9/")  # nothing listens on the discard port
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv("RETRAIN_WEIGHTS_DIR", raising=False)
+    choice = weights.choose_mobilenet_v2_weights(allow_download=True)
+    assert choice.keras_arg is None and not choice.pretrained
+    assert choice.source.startswith("NO PRETRAINED WEIGHTS") and "http://127.0.0.1:9/ failed" in choice.source
+    assert not (tmp_path / "models" / weights.MOBILENET_V2_NO_TOP).exists()
+
+
 def test_cached_int8_activations_are_what_the_exported_int8_model_computes(shapes_dataset, tmp_path):
     """int8-aware training: the cache holds the frozen blocks as the whole int8 model computes them.
 
