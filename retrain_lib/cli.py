@@ -283,6 +283,8 @@ def _compile(args: argparse.Namespace) -> int:
 def _print_summary(report: dict, job_dir: Path) -> None:
     metrics = report.get("metrics", {})
     print(f"Job {job_dir} {report.get('status')}.")
+    if report.get("warning"):
+        print(f"  warning: {report['warning']}")
     if "float" in metrics and "int8" in metrics:
         print(f"  test accuracy: float {metrics['float']['accuracy']:.3f}, int8 {metrics['int8']['accuracy']:.3f}")
     for name, rel in report.get("artifacts", {}).items():

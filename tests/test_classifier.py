@@ -72,6 +72,15 @@ def test_failed_download_falls_back_to_random_weights_and_says_why(monkeypatch, 
     assert not (tmp_path / "models" / weights.MOBILENET_V2_NO_TOP).exists()
 
 
+def test_job_summary_prints_the_reports_warning_first(capsys, tmp_path):
+    from retrain_lib.cli import _print_summary
+
+    _print_summary({"warning": "NO PRETRAINED WEIGHTS: ...", "status": "succeeded",
+                    "metrics": {"float": {"accuracy": 0.5}, "int8": {"accuracy": 0.5}}}, tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "  warning: NO PRETRAINED WEIGHTS: ..."
+
+
 def test_cached_int8_activations_are_what_the_exported_int8_model_computes(shapes_dataset, tmp_path):
     """int8-aware training: the cache holds the frozen blocks as the whole int8 model computes them.
 
