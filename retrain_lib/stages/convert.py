@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from retrain_lib.classifier import load_images
+from retrain_lib.classifier import load_images, trained_model_predictions
 from retrain_lib.dataset import load_dataset
 from retrain_lib.edgetpu_step import edgetpu_report, write_edgetpu_report
 from retrain_lib.errors import input_error
 from retrain_lib.evaluation import classification_metrics, plot_confusion
 from retrain_lib.model_manifest import write_labels, write_model_manifest
 from retrain_lib.quantize import CALIBRATION_FILE, calibration_indices, convert_to_int8
-from retrain_lib.report import update_report
+from retrain_lib.report import read_report, update_report
 from retrain_lib.tflite_model import (
     classify_batch,
     input_quantization,
@@ -68,11 +69,15 @@ class ConvertResult:
     agreement: float
     confusion_plot: Path
     edgetpu: dict[str, Any]
+    agreement_with_trained: float | None = None
 
     @property
     def summary(self) -> str:
-        return (f"test accuracy: float {self.float_metrics['accuracy']:.3f}, int8 {self.int8_metrics['accuracy']:.3f};"
+        text = (f"test accuracy: float {self.float_metrics['accuracy']:.3f}, int8 {self.int8_metrics['accuracy']:.3f};"
                 f" int8/float top-1 agreement {self.agreement:.1%}")
+        if self.agreement_with_trained is not None:
+            text += f"; int8/trained-model agreement {self.agreement_with_trained:.1%} (the gate)"
+        return text
 
 
 def run_convert(job_dir: Path, input_size: int, representative_images: int = 200,
@@ -80,9 +85,13 @@ def run_convert(job_dir: Path, input_size: int, representative_images: int = 200
                 compiler_image: str = "", compiler_timeout_s: int = 300) -> ConvertResult:
     """Quantizes `job_dir/model/model.keras` into `job_dir/export/` and checks it.
 
+    The agreement gate compares the int8 model with the model as training made it: for an int8-aware job that
+    is the float upper blocks and head on the int8 lower backbone (`classifier.trained_model_predictions`),
+    otherwise the float model. Agreement with the all-float model is reported either way.
+
     Raises:
-        QualityGateError: int8/float top-1 agreement below `min_int8_agreement`, or tensors left
-            unquantized.
+        QualityGateError: int8 top-1 agreement with the trained model below `min_int8_agreement`, or tensors
+            left unquantized.
     """
     import keras
 
@@ -105,7 +114,15 @@ def run_convert(job_dir: Path, input_size: int, representative_images: int = 200
     check_images = _agreement_images(test_images, dataset, input_size, train_images, pick)
     float_top1 = model.predict(check_images.astype("float32"), batch_size=64, verbose=0).argmax(axis=1)
     int8_top1 = classify_batch(interpreter, check_images).argmax(axis=1)
-    agreement = float((float_top1 == int8_top1).mean()) if len(check_images) else 1.0
+    agreement = _share_equal(float_top1, int8_top1)
+    cache_layer = _int8_aware_cache_layer(job_dir)
+    agreement_with_trained = None
+    if cache_layer:
+        with tempfile.TemporaryDirectory(prefix="trained-reference-") as tmp:
+            trained_top1 = trained_model_predictions(model, cache_layer, train_images[pick], check_images,
+                                                     Path(tmp)).argmax(axis=1)
+        agreement_with_trained = _share_equal(trained_top1, int8_top1)
+    gated = agreement if agreement_with_trained is None else agreement_with_trained
     n_test = len(test_labels)
     float_metrics = classification_metrics(test_labels, float_top1[:n_test], dataset.classes)
     int8_metrics = classification_metrics(test_labels, int8_top1[:n_test], dataset.classes)
@@ -113,24 +130,39 @@ def run_convert(job_dir: Path, input_size: int, representative_images: int = 200
                                "confusion_int8.png", "Test split, int8 model")
 
     edgetpu = edgetpu_report(model_path, staging, compile_edgetpu, compiler_image, compiler_timeout_s)
+    agreements = {"agreement_with_float": agreement}
+    if agreement_with_trained is not None:
+        agreements["agreement_with_trained"] = agreement_with_trained
     summary = {"float": {"accuracy": float_metrics["accuracy"]},
-               "int8": {"accuracy": int8_metrics["accuracy"], "agreement_with_float": agreement},
+               "int8": {"accuracy": int8_metrics["accuracy"], **agreements},
                "test_images": int(len(test_labels)), "agreement_images": int(len(check_images))}
     write_bundle(staging, "classification", input_size, interpreter, dataset.classes, summary, job_dir.name, edgetpu)
     export_dir = publish_export(job_dir, staging)
     update_report(job_dir,
-                  metrics={"int8": {"accuracy": int8_metrics["accuracy"], "agreement_with_float": agreement,
+                  metrics={"int8": {"accuracy": int8_metrics["accuracy"], **agreements,
                                     "agreement_images": int(len(check_images)),
                                     "per_class": int8_metrics["per_class"]}},
                   edgetpu=edgetpu,
                   artifacts={"model_int8": f"export/{MODEL_INT8_NAME}", "labels": "export/labels.txt",
                              "manifest": "export/manifest.json", "confusion_matrix_int8": "model/confusion_int8.png"})
-    if agreement < min_int8_agreement:
+    if gated < min_int8_agreement:
+        reference = "float" if agreement_with_trained is None else "trained (int8-aware)"
         raise QualityGateError(
-            f"int8 and float models agree on {agreement:.1%} of {len(check_images)} images, below the "
+            f"int8 and {reference} models agree on {gated:.1%} of {len(check_images)} images, below the "
             f"threshold of {min_int8_agreement:.0%}. Fix: give more varied training images (the calibration "
             f"draws on them), raise representative_images, or lower min_int8_agreement if you accept it")
-    return ConvertResult(export_dir / MODEL_INT8_NAME, float_metrics, int8_metrics, agreement, confusion, edgetpu)
+    return ConvertResult(export_dir / MODEL_INT8_NAME, float_metrics, int8_metrics, agreement, confusion, edgetpu,
+                         agreement_with_trained)
+
+
+def _share_equal(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a == b).mean()) if len(a) else 1.0
+
+
+def _int8_aware_cache_layer(job_dir: Path) -> str:
+    """The layer whose int8 activations the train stage trained on; empty when training was not int8-aware."""
+    config = read_report(job_dir).get("training", {}).get("config", {})
+    return config.get("cache_layer", "") if config.get("int8_aware") else ""
 
 
 def _calibration(job_dir: Path, dataset, representative_images: int, seed: int) -> np.ndarray:
