@@ -29,11 +29,6 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 FLOWERS = PROJECT_DIR.parent / "shared" / "datasets" / "flowers_128px" / "flowers"
 RESULTS = PROJECT_DIR / "bench" / "results" / "classification_flowers.json"
 INPUT_SIZE = 160
-# On these blurry photos post-training quantization of the frozen ImageNet blocks alone moves about 10 % of the
-# top-1 answers. int8-aware training makes the int8 model as accurate as the float one, but the float model now
-# meets unquantized activations it never trained on, so the two agree on only about 88-91 % of images. The
-# product's default gate is 95 %; the benchmark records the agreement instead of failing on it.
-AGREEMENT_GATE = 0.85
 
 
 def run_our_job(job_dir: Path) -> dict:
@@ -41,7 +36,8 @@ def run_our_job(job_dir: Path) -> dict:
     from retrain_lib.pipeline import run_job
 
     start = time.perf_counter()
-    overrides = {"duplicate_conflicts": "exclude", "min_int8_agreement": str(AGREEMENT_GATE), **package_overrides()}
+    # the product's default agreement gate (95 % with the trained model)
+    overrides = {"duplicate_conflicts": "exclude", **package_overrides()}
     report = run_job("classification", FLOWERS, job_dir, overrides, log=print)
     wall = time.perf_counter() - start
     stages = {name: (datetime.fromisoformat(s["end"]) - datetime.fromisoformat(s["start"])).total_seconds()
@@ -50,7 +46,8 @@ def run_our_job(job_dir: Path) -> dict:
             "epochs": report["training"]["epochs"], "dataset_counts": report["dataset"]["counts"],
             "float_accuracy": report["metrics"]["float"]["accuracy"],
             "int8_accuracy": report["metrics"]["int8"]["accuracy"],
-            "int8_agreement": report["metrics"]["int8"]["agreement_with_float"]}
+            "int8_agreement": report["metrics"]["int8"]["agreement_with_float"],
+            "int8_agreement_with_trained": report["metrics"]["int8"]["agreement_with_trained"]}
 
 
 def run_tutorial_baseline(job_dir: Path) -> dict:
@@ -113,7 +110,8 @@ def summarise(ours: dict, baseline: dict | None) -> str:
         f"activations {t['cache_activations_s']:.0f} s, head {t['train_head_s']:.0f} s over {ours['epochs']['head']} "
         f"epochs, fine-tuning {t.get('fine_tune_s', 0):.0f} s over {ours['epochs'].get('fine_tune', 0)} epochs)",
         f"- Test accuracy: float **{ours['float_accuracy']:.3f}**, int8 **{ours['int8_accuracy']:.3f}**, "
-        f"top-1 agreement {ours['int8_agreement']:.1%}",
+        f"top-1 agreement with the float model {ours['int8_agreement']:.1%}, with the trained model (the gate) "
+        f"{ours['int8_agreement_with_trained']:.1%}",
     ]
     if baseline:
         speedup = baseline["frozen_epoch_s"] / our_frozen_epoch
