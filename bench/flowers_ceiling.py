@@ -97,7 +97,14 @@ def run_whole_backbone(dataset, epochs: int, size: int = 112) -> dict:
     """Fine-tunes every layer but BatchNormalization, with the train stage's own head and fit loop."""
     import keras
 
-    from retrain_lib.classifier import _fit, augmented_views, build_classifier, configure_tensorflow, load_images
+    from retrain_lib.classifier import (
+        _fit,
+        _unfreeze,
+        augmented_views,
+        build_classifier,
+        configure_tensorflow,
+        load_images,
+    )
     from retrain_lib.weights import choose_mobilenet_v2_weights
 
     config = replace(default_config(size), fine_tune_epochs=epochs, int8_aware=False)
@@ -126,10 +133,7 @@ def run_whole_backbone(dataset, epochs: int, size: int = 112) -> dict:
                           "test": accuracy(model, x_test, y_test)})
         print("whole backbone", per_epoch[-1], flush=True)
 
-    backbone.trainable = True
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
+    _unfreeze(backbone, batchnorm=False)
     _fit(model, x_all, y_all, x_val, y_val, n, config, config.fine_tune_learning_rate, epochs, "whole", log,
          views_per_image=1 + config.augment_views, warmup_epochs=1)
     at_160, _, _ = build_classifier(n, replace(config, input_size=160), weights)
